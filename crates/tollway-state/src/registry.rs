@@ -1,0 +1,579 @@
+//! The API server's rules for writes, applied inside one store transaction.
+//!
+//! `apply` is all-or-nothing: every object of a batch is checked against the
+//! state (namespaces exist, service accounts exist, cluster IPs and node ports
+//! are free, immutable fields are unchanged) and, if any check fails, all
+//! errors are returned and nothing is written.
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use std::ops::RangeInclusive;
+
+use ipnet::Ipv4Net;
+use tollway_api::{
+    Decoded, Kind, ManifestError, Namespace, NamespaceStatus, Object, ObjectKey, ObjectMeta,
+    ObjectRef, Problem, ServiceAccount, ServiceType,
+};
+
+use crate::error::StateError;
+use crate::file::{FileStore, Txn, now_seconds};
+
+/// Cluster-wide settings the registry enforces.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterConfig {
+    /// Where cluster IPs come from (default 10.96.0.0/12).
+    pub service_cidr: Ipv4Net,
+    /// Where node ports come from (default 30000-32767).
+    pub node_port_range: RangeInclusive<u16>,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            service_cidr: Ipv4Net::new(Ipv4Addr::new(10, 96, 0, 0), 12).unwrap_or_default(),
+            node_port_range: 30000..=32767,
+        }
+    }
+}
+
+/// What `apply` did to one object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApplyAction {
+    /// It did not exist.
+    Created,
+    /// It existed and changed.
+    Configured,
+    /// It existed and is the same.
+    Unchanged,
+}
+
+/// One object's outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplyOutcome {
+    /// The object.
+    pub key: ObjectKey,
+    /// What happened.
+    pub action: ApplyAction,
+}
+
+/// Why an apply or delete was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// One or more objects are invalid against the current state; nothing
+    /// was written.
+    #[error("{} error(s); nothing was applied", .0.len())]
+    Invalid(Vec<ManifestError>),
+    /// The object cannot be deleted by users.
+    #[error("{key} is managed by the lab and cannot be deleted")]
+    Managed {
+        /// The object.
+        key: ObjectKey,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+/// Apply a batch of decoded objects, all or nothing.
+pub fn apply(
+    store: &FileStore,
+    mut batch: Vec<Decoded>,
+    cfg: &ClusterConfig,
+) -> Result<Vec<ApplyOutcome>, WriteError> {
+    // Namespaces first, then service accounts, ... so that a file may create
+    // a namespace and the objects in it in any order.
+    batch.sort_by_key(|d| Kind::ALL.iter().position(|k| *k == d.object.kind()));
+    store.update(|txn| {
+        let mut errors = Vec::new();
+        let mut outcomes = Vec::new();
+        for d in batch {
+            match admit(txn, &d, cfg) {
+                Ok(obj) => {
+                    let key = obj.key();
+                    let existed = txn.get(&key).is_some();
+                    let changed = txn.put(obj);
+                    if !existed && let Some(Object::Namespace(ns)) = txn.get(&key) {
+                        let name = ns.metadata.name.clone();
+                        ensure_default_service_account(txn, &name);
+                    }
+                    outcomes.push(ApplyOutcome {
+                        key,
+                        action: match (existed, changed) {
+                            (false, _) => ApplyAction::Created,
+                            (true, true) => ApplyAction::Configured,
+                            (true, false) => ApplyAction::Unchanged,
+                        },
+                    });
+                }
+                Err(mut e) => errors.append(&mut e),
+            }
+        }
+        if errors.is_empty() {
+            Ok(outcomes)
+        } else {
+            Err(WriteError::Invalid(errors))
+        }
+    })
+}
+
+fn field_error(d: &Decoded, field: &str, reason: impl Into<String>) -> ManifestError {
+    let m = d.object.meta();
+    ManifestError {
+        file: d.document.file.clone(),
+        document: Some(d.document.index),
+        line: d.document.line_of(field),
+        object: Some(ObjectRef {
+            kind: d.object.kind().to_string(),
+            namespace: m.namespace.clone(),
+            name: Some(m.name.clone()),
+        }),
+        problem: Problem::Field {
+            field: format!("{}{field}", d.document.path_prefix()),
+            reason: reason.into(),
+        },
+    }
+}
+
+/// Check one object against the transaction's state and return what to
+/// store (with server-side fields carried over or allocated).
+fn admit(txn: &Txn, d: &Decoded, cfg: &ClusterConfig) -> Result<Object, Vec<ManifestError>> {
+    let mut obj = d.object.clone();
+    let key = obj.key();
+    let existing = txn.get(&key);
+    let mut errs = Vec::new();
+    if obj.kind() == Kind::Node {
+        return Err(vec![field_error(
+            d,
+            "kind",
+            "Node objects are registered by the lab (tollway lab up), not applied",
+        )]);
+    }
+    if let Some(old) = existing
+        && old.meta().is_terminating()
+    {
+        errs.push(field_error(
+            d,
+            "metadata.name",
+            format!("{key} is being deleted; wait until it is gone"),
+        ));
+    }
+    if let Some(ns) = &key.namespace {
+        match txn.state().namespace(ns) {
+            None => errs.push(field_error(
+                d,
+                "metadata.namespace",
+                format!("namespace {ns:?} not found"),
+            )),
+            Some(n) if n.metadata.is_terminating() => errs.push(field_error(
+                d,
+                "metadata.namespace",
+                format!("namespace {ns:?} is being deleted"),
+            )),
+            Some(_) => {}
+        }
+    }
+    // Status belongs to the server: keep the stored one.
+    match (&mut obj, existing) {
+        (Object::Pod(p), Some(Object::Pod(old))) => {
+            if p.spec != old.spec {
+                errs.push(field_error(
+                    d,
+                    "spec",
+                    "pod updates may not change the spec (only labels and annotations); delete and re-create the pod",
+                ));
+            }
+            p.status = old.status.clone();
+            p.metadata.owner_references = old.metadata.owner_references.clone();
+        }
+        (Object::Pod(p), None) => p.status = None,
+        (Object::Deployment(dep), old) => {
+            dep.status = match old {
+                Some(Object::Deployment(o)) => o.status.clone(),
+                _ => None,
+            };
+        }
+        (Object::Namespace(n), _) => {
+            n.status = Some(NamespaceStatus {
+                phase: "Active".into(),
+            });
+        }
+        _ => {}
+    }
+    // References to other objects.
+    let pod_spec = match &obj {
+        Object::Pod(p) => Some((&p.spec, "spec")),
+        Object::Deployment(dep) => Some((&dep.spec.template.spec, "spec.template.spec")),
+        _ => None,
+    };
+    if let (Some((spec, base)), Some(ns)) = (pod_spec, &key.namespace) {
+        let sa = spec.service_account_name.as_deref().unwrap_or("default");
+        let sa_key = ObjectKey::new(Kind::ServiceAccount, Some(ns), sa);
+        if txn.get(&sa_key).is_none() {
+            errs.push(field_error(
+                d,
+                &format!("{base}.serviceAccountName"),
+                format!("serviceaccount {sa:?} not found in namespace {ns:?}"),
+            ));
+        }
+        if let Some(node) = &spec.node_name
+            && txn.get(&ObjectKey::new(Kind::Node, None, node)).is_none()
+        {
+            let known: Vec<&str> = txn
+                .state()
+                .nodes()
+                .map(|n| n.metadata.name.as_str())
+                .collect();
+            errs.push(field_error(
+                d,
+                &format!("{base}.nodeName"),
+                format!("node {node:?} not found (nodes: {})", known.join(", ")),
+            ));
+        }
+    }
+    if let Object::Service(svc) = &mut obj {
+        let old = match existing {
+            Some(Object::Service(s)) => Some(s),
+            _ => None,
+        };
+        allocate_service(txn, d, svc, old, cfg, &mut errs);
+    }
+    if errs.is_empty() { Ok(obj) } else { Err(errs) }
+}
+
+fn allocate_service(
+    txn: &Txn,
+    d: &Decoded,
+    svc: &mut tollway_api::Service,
+    old: Option<&tollway_api::Service>,
+    cfg: &ClusterConfig,
+    errs: &mut Vec<ManifestError>,
+) {
+    let me = ObjectKey::new(
+        Kind::Service,
+        svc.metadata.namespace.as_deref(),
+        &svc.metadata.name,
+    );
+    let others = || {
+        txn.state().services().filter(|s| {
+            ObjectKey::new(
+                Kind::Service,
+                s.metadata.namespace.as_deref(),
+                &s.metadata.name,
+            ) != me
+        })
+    };
+    // Cluster IP: immutable once set.
+    let old_ip = old.and_then(|o| o.spec.cluster_ip.clone());
+    let wanted = svc.spec.cluster_ip.clone().filter(|ip| !ip.is_empty());
+    let ip = match (old_ip, wanted) {
+        (Some(old), Some(new)) if old != new => {
+            errs.push(field_error(
+                d,
+                "spec.clusterIP",
+                format!("field is immutable (is {old}, got {new})"),
+            ));
+            return;
+        }
+        (Some(old), _) => old,
+        (None, Some(new)) if new == "None" => new,
+        (None, Some(new)) => {
+            let in_use = others().any(|s| s.spec.cluster_ip.as_deref() == Some(new.as_str()));
+            match new.parse::<Ipv4Addr>() {
+                Ok(addr)
+                    if !cfg.service_cidr.contains(&addr)
+                        || addr == cfg.service_cidr.network()
+                        || addr == cfg.service_cidr.broadcast() =>
+                {
+                    errs.push(field_error(
+                        d,
+                        "spec.clusterIP",
+                        format!(
+                            "{new} is not a usable address of the service CIDR {}",
+                            cfg.service_cidr
+                        ),
+                    ));
+                    return;
+                }
+                _ if in_use => {
+                    errs.push(field_error(
+                        d,
+                        "spec.clusterIP",
+                        format!("{new} is already allocated to another service"),
+                    ));
+                    return;
+                }
+                _ => new,
+            }
+        }
+        (None, None) => {
+            let used: BTreeSet<Ipv4Addr> = others()
+                .filter_map(|s| s.spec.cluster_ip.as_deref()?.parse().ok())
+                .collect();
+            // .1 is the `kubernetes` service and .10 the DNS service by
+            // convention: dynamic allocation starts above them.
+            match cfg
+                .service_cidr
+                .hosts()
+                .skip(10)
+                .find(|a| !used.contains(a))
+            {
+                Some(a) => a.to_string(),
+                None => {
+                    errs.push(field_error(
+                        d,
+                        "spec.clusterIP",
+                        format!("the service CIDR {} is full", cfg.service_cidr),
+                    ));
+                    return;
+                }
+            }
+        }
+    };
+    svc.spec.cluster_ips = if ip == "None" {
+        vec![]
+    } else {
+        vec![ip.clone()]
+    };
+    svc.spec.cluster_ip = Some(ip);
+
+    if svc.service_type() != ServiceType::NodePort {
+        return;
+    }
+    let mut used: BTreeSet<i64> = others()
+        .flat_map(|s| s.spec.ports.iter().filter_map(|p| p.node_port))
+        .collect();
+    for i in 0..svc.spec.ports.len() {
+        let port = &svc.spec.ports[i];
+        let old_np = old.and_then(|o| {
+            o.spec
+                .ports
+                .iter()
+                .find(|p| p.port == port.port && p.protocol() == port.protocol())
+                .and_then(|p| p.node_port)
+        });
+        let np = match port.node_port.or(old_np) {
+            Some(np) => {
+                let range =
+                    i64::from(*cfg.node_port_range.start())..=i64::from(*cfg.node_port_range.end());
+                if !range.contains(&np) {
+                    errs.push(field_error(
+                        d,
+                        &format!("spec.ports[{i}].nodePort"),
+                        format!(
+                            "{np} is outside the node port range {}-{}",
+                            range.start(),
+                            range.end()
+                        ),
+                    ));
+                    continue;
+                }
+                if !used.insert(np) {
+                    errs.push(field_error(
+                        d,
+                        &format!("spec.ports[{i}].nodePort"),
+                        format!("{np} is already allocated"),
+                    ));
+                    continue;
+                }
+                np
+            }
+            None => {
+                let free = cfg
+                    .node_port_range
+                    .clone()
+                    .map(i64::from)
+                    .find(|p| !used.contains(p));
+                match free {
+                    Some(p) => {
+                        used.insert(p);
+                        p
+                    }
+                    None => {
+                        errs.push(field_error(
+                            d,
+                            &format!("spec.ports[{i}].nodePort"),
+                            "the node port range is full",
+                        ));
+                        continue;
+                    }
+                }
+            }
+        };
+        svc.spec.ports[i].node_port = Some(np);
+    }
+}
+
+fn ensure_default_service_account(txn: &mut Txn, namespace: &str) {
+    let key = ObjectKey::new(Kind::ServiceAccount, Some(namespace), "default");
+    if txn.get(&key).is_none() {
+        txn.put(Object::ServiceAccount(ServiceAccount {
+            api_version: "v1".into(),
+            kind: "ServiceAccount".into(),
+            metadata: ObjectMeta {
+                name: "default".into(),
+                namespace: Some(namespace.into()),
+                ..Default::default()
+            },
+        }));
+    }
+}
+
+/// Make sure the built-in namespaces exist (`default`, `kube-system`), as a
+/// new cluster has them.
+pub fn bootstrap(store: &FileStore) -> Result<(), StateError> {
+    store.update(|txn| {
+        for name in ["default", "kube-system"] {
+            let key = ObjectKey::new(Kind::Namespace, None, name);
+            if txn.get(&key).is_none() {
+                txn.put(Object::Namespace(Namespace {
+                    api_version: "v1".into(),
+                    kind: "Namespace".into(),
+                    metadata: ObjectMeta {
+                        name: name.into(),
+                        ..Default::default()
+                    },
+                    status: Some(NamespaceStatus {
+                        phase: "Active".into(),
+                    }),
+                }));
+            }
+            ensure_default_service_account(txn, name);
+        }
+        Ok::<_, StateError>(())
+    })
+}
+
+/// What a delete did to one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeleteOutcome {
+    /// Removed from the store.
+    Deleted(ObjectKey),
+    /// Marked for deletion; its node finishes it (pods) or it goes once
+    /// empty (namespaces).
+    Terminating(ObjectKey),
+    /// Was not there.
+    NotFound(ObjectKey),
+}
+
+/// Options of a delete.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeleteOptions {
+    /// Override the pods' grace period.
+    pub grace_period_seconds: Option<i64>,
+    /// Remove pods from the store at once, without waiting for their node.
+    pub force: bool,
+}
+
+/// Delete objects, as Kubernetes does: pods gracefully, a deployment's pods
+/// with it, a namespace with everything in it.
+pub fn delete(
+    store: &FileStore,
+    keys: &[ObjectKey],
+    opts: DeleteOptions,
+) -> Result<Vec<DeleteOutcome>, WriteError> {
+    if let Some(k) = keys.iter().find(|k| k.kind == Kind::Node) {
+        return Err(WriteError::Managed { key: k.clone() });
+    }
+    store.update(|txn| {
+        let out = keys.iter().map(|k| delete_one(txn, k, opts)).collect();
+        finalize_namespaces(txn);
+        Ok(out)
+    })
+}
+
+fn delete_one(txn: &mut Txn, key: &ObjectKey, opts: DeleteOptions) -> DeleteOutcome {
+    let Some(obj) = txn.get(key).cloned() else {
+        return DeleteOutcome::NotFound(key.clone());
+    };
+    match obj {
+        Object::Pod(mut p) => {
+            let scheduled = p.spec.node_name.is_some();
+            if opts.force || !scheduled {
+                txn.remove(key);
+                return DeleteOutcome::Deleted(key.clone());
+            }
+            if !p.metadata.is_terminating() {
+                p.metadata.deletion_timestamp = Some(now_seconds());
+                p.metadata.deletion_grace_period_seconds = Some(
+                    opts.grace_period_seconds
+                        .or(p.spec.termination_grace_period_seconds)
+                        .unwrap_or(30),
+                );
+                txn.put(Object::Pod(p));
+            }
+            DeleteOutcome::Terminating(key.clone())
+        }
+        Object::Deployment(dep) => {
+            txn.remove(key);
+            let uid = dep.metadata.uid.clone();
+            let owned: Vec<ObjectKey> = txn
+                .state()
+                .pods()
+                .filter(|p| {
+                    p.metadata
+                        .controller_of_kind("Deployment")
+                        .is_some_and(|o| Some(&o.uid) == uid.as_ref())
+                })
+                .map(|p| {
+                    ObjectKey::new(Kind::Pod, p.metadata.namespace.as_deref(), &p.metadata.name)
+                })
+                .collect();
+            for k in owned {
+                delete_one(txn, &k, opts);
+            }
+            DeleteOutcome::Deleted(key.clone())
+        }
+        Object::Namespace(mut ns) => {
+            let name = ns.metadata.name.clone();
+            let inside: Vec<ObjectKey> = txn
+                .state()
+                .objects
+                .keys()
+                .filter(|k| k.namespace.as_deref() == Some(name.as_str()))
+                .cloned()
+                .collect();
+            for k in inside {
+                delete_one(txn, &k, opts);
+            }
+            if !ns.metadata.is_terminating() {
+                ns.metadata.deletion_timestamp = Some(now_seconds());
+                ns.status = Some(NamespaceStatus {
+                    phase: "Terminating".into(),
+                });
+                txn.put(Object::Namespace(ns));
+            }
+            if namespace_is_empty(txn, &name) {
+                txn.remove(key);
+                DeleteOutcome::Deleted(key.clone())
+            } else {
+                DeleteOutcome::Terminating(key.clone())
+            }
+        }
+        Object::Service(_) | Object::ServiceAccount(_) | Object::Node(_) => {
+            txn.remove(key);
+            DeleteOutcome::Deleted(key.clone())
+        }
+    }
+}
+
+fn namespace_is_empty(txn: &Txn, name: &str) -> bool {
+    !txn.state()
+        .objects
+        .keys()
+        .any(|k| k.namespace.as_deref() == Some(name))
+}
+
+/// Remove terminating namespaces that have become empty; returns how many.
+pub fn finalize_namespaces(txn: &mut Txn) -> usize {
+    let done: Vec<ObjectKey> = txn
+        .state()
+        .list(Kind::Namespace, None)
+        .filter(|o| o.meta().is_terminating() && namespace_is_empty(txn, &o.meta().name))
+        .map(Object::key)
+        .collect();
+    for k in &done {
+        txn.remove(k);
+    }
+    done.len()
+}

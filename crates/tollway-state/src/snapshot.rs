@@ -1,0 +1,82 @@
+use std::collections::BTreeMap;
+
+use tollway_api::{Deployment, Kind, Namespace, Node, Object, ObjectKey, Pod, Service};
+
+/// Every object at one resource version.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    /// The store's resource version.
+    pub resource_version: u64,
+    /// Objects by key.
+    pub objects: BTreeMap<ObjectKey, Object>,
+}
+
+impl Snapshot {
+    /// One object.
+    pub fn get(&self, key: &ObjectKey) -> Option<&Object> {
+        self.objects.get(key)
+    }
+
+    /// Objects of a kind, optionally in one namespace, in key order.
+    pub fn list(&self, kind: Kind, namespace: Option<&str>) -> impl Iterator<Item = &Object> {
+        let ns = namespace.map(str::to_string);
+        self.objects
+            .iter()
+            .filter(move |(k, _)| k.kind == kind && (ns.is_none() || k.namespace == ns))
+            .map(|(_, o)| o)
+    }
+
+    /// All pods.
+    pub fn pods(&self) -> impl Iterator<Item = &Pod> {
+        self.list(Kind::Pod, None).filter_map(|o| match o {
+            Object::Pod(p) => Some(p),
+            _ => None,
+        })
+    }
+
+    /// All services.
+    pub fn services(&self) -> impl Iterator<Item = &Service> {
+        self.list(Kind::Service, None).filter_map(|o| match o {
+            Object::Service(s) => Some(s),
+            _ => None,
+        })
+    }
+
+    /// All deployments.
+    pub fn deployments(&self) -> impl Iterator<Item = &Deployment> {
+        self.list(Kind::Deployment, None).filter_map(|o| match o {
+            Object::Deployment(d) => Some(d),
+            _ => None,
+        })
+    }
+
+    /// All nodes.
+    pub fn nodes(&self) -> impl Iterator<Item = &Node> {
+        self.list(Kind::Node, None).filter_map(|o| match o {
+            Object::Node(n) => Some(n),
+            _ => None,
+        })
+    }
+
+    /// A namespace.
+    pub fn namespace(&self, name: &str) -> Option<&Namespace> {
+        match self
+            .objects
+            .get(&ObjectKey::new(Kind::Namespace, None, name))
+        {
+            Some(Object::Namespace(n)) => Some(n),
+            _ => None,
+        }
+    }
+
+    /// A pod.
+    pub fn pod(&self, namespace: &str, name: &str) -> Option<&Pod> {
+        match self
+            .objects
+            .get(&ObjectKey::new(Kind::Pod, Some(namespace), name))
+        {
+            Some(Object::Pod(p)) => Some(p),
+            _ => None,
+        }
+    }
+}
