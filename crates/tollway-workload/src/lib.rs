@@ -1,1 +1,38 @@
-//! tollway-workload
+//! `tollway workload`: the built-in test workload, in the spirit of Kubernetes' agnhost
+//! `netexec`.
+//!
+//! * [`serve()`] runs HTTP/1.1 + h2c, TCP and UDP echo listeners that answer with the pod
+//!   name, until SIGTERM or SIGINT.
+//! * [`probe()`] connects to an `http://`, `tcp://` or `udp://` target one or more times and
+//!   returns a [`ProbeReport`] classifying each attempt.
+//!
+//! The `tollway` binary embeds [`ServeArgs`] and [`ProbeArgs`] as the `workload serve` and
+//! `workload probe` subcommands. Tests bind in-process with [`serve::Server::bind`].
+
+mod error;
+mod headers;
+pub mod probe;
+pub mod serve;
+
+pub use error::WorkloadError;
+pub use probe::{Attempt, AttemptResult, OutputFormat, ProbeArgs, ProbeReport, Summary};
+pub use serve::{BoundAddrs, ServeArgs, Server};
+
+/// Serves until SIGTERM or SIGINT, then drains in-flight work and returns `Ok(())`.
+///
+/// Fails before serving if a listener cannot be bound, the pod name cannot be determined
+/// or the signal handlers cannot be installed.
+pub async fn serve(args: ServeArgs) -> Result<(), WorkloadError> {
+    let shutdown = serve::ShutdownSignal::install()?;
+    let server = Server::bind(args).await?;
+    server.run(shutdown.wait()).await;
+    Ok(())
+}
+
+/// Probes the target `args.count` times and reports every attempt.
+///
+/// Attempt failures (refused, timeout, ...) are part of the report; an error is returned
+/// only when the arguments are invalid.
+pub async fn probe(args: ProbeArgs) -> Result<ProbeReport, WorkloadError> {
+    probe::run(args).await
+}
