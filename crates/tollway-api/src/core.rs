@@ -65,10 +65,10 @@ pub struct Node {
 #[serde(rename_all = "camelCase")]
 pub struct NodeSpec {
     /// The node's pod CIDR.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, rename = "podCIDR", skip_serializing_if = "Option::is_none")]
     pub pod_cidr: Option<String>,
     /// All pod CIDRs of the node.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, rename = "podCIDRs", skip_serializing_if = "Vec::is_empty")]
     pub pod_cidrs: Vec<String>,
 }
 

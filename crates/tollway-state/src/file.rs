@@ -79,6 +79,11 @@ impl Txn {
         true
     }
 
+    /// Drop every change made so far: nothing is written (dry runs).
+    pub fn discard(&mut self) {
+        self.changed = false;
+    }
+
     /// Remove an object; returns it if it was there.
     pub fn remove(&mut self, key: &ObjectKey) -> Option<Object> {
         let old = self.state.objects.remove(key);

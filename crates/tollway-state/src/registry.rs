@@ -78,8 +78,18 @@ pub enum WriteError {
 /// Apply a batch of decoded objects, all or nothing.
 pub fn apply(
     store: &FileStore,
+    batch: Vec<Decoded>,
+    cfg: &ClusterConfig,
+) -> Result<Vec<ApplyOutcome>, WriteError> {
+    apply_with(store, batch, cfg, false)
+}
+
+/// [`apply`], or with `dry_run` every check and allocation without writing.
+pub fn apply_with(
+    store: &FileStore,
     mut batch: Vec<Decoded>,
     cfg: &ClusterConfig,
+    dry_run: bool,
 ) -> Result<Vec<ApplyOutcome>, WriteError> {
     // Namespaces first, then service accounts, ... so that a file may create
     // a namespace and the objects in it in any order.
@@ -108,6 +118,9 @@ pub fn apply(
                 }
                 Err(mut e) => errors.append(&mut e),
             }
+        }
+        if dry_run {
+            txn.discard();
         }
         if errors.is_empty() {
             Ok(outcomes)
@@ -475,11 +488,15 @@ pub fn delete(
     if let Some(k) = keys.iter().find(|k| k.kind == Kind::Node) {
         return Err(WriteError::Managed { key: k.clone() });
     }
-    store.update(|txn| {
-        let out = keys.iter().map(|k| delete_one(txn, k, opts)).collect();
-        finalize_namespaces(txn);
-        Ok(out)
-    })
+    store.update(|txn| Ok(delete_in(txn, keys, opts)))
+}
+
+/// [`delete`] inside a transaction the caller already holds (controllers
+/// use it to retire pods).
+pub fn delete_in(txn: &mut Txn, keys: &[ObjectKey], opts: DeleteOptions) -> Vec<DeleteOutcome> {
+    let out = keys.iter().map(|k| delete_one(txn, k, opts)).collect();
+    finalize_namespaces(txn);
+    out
 }
 
 fn delete_one(txn: &mut Txn, key: &ObjectKey, opts: DeleteOptions) -> DeleteOutcome {
