@@ -1,0 +1,239 @@
+//! `tollway demo`: a 2-node lab with the seed's payments namespace, probed
+//! pod to pod on one node and across nodes.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use serde_json::Value;
+use tollway_api::Pod;
+use tollway_lab::lab::{self, Output};
+use tollway_state::StateSource;
+
+use crate::progress::Reporter;
+
+/// The example manifests, embedded so that the demo runs from anywhere.
+const MANIFESTS: &[(&str, &str)] = &[
+    (
+        "examples/payments/00-namespace.yaml",
+        include_str!("../../../../examples/payments/00-namespace.yaml"),
+    ),
+    (
+        "examples/payments/checkout-api.yaml",
+        include_str!("../../../../examples/payments/checkout-api.yaml"),
+    ),
+    (
+        "examples/payments/web-frontend.yaml",
+        include_str!("../../../../examples/payments/web-frontend.yaml"),
+    ),
+    (
+        "examples/payments/batch-reporter.yaml",
+        include_str!("../../../../examples/payments/batch-reporter.yaml"),
+    ),
+];
+
+/// `tollway demo`.
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// How long to wait for the pods.
+    #[arg(long, default_value = "90s")]
+    timeout: String,
+}
+
+struct ProbeLine {
+    from: String,
+    to: String,
+    target: String,
+    outcome: String,
+    ok: bool,
+}
+
+/// Run the demo.
+pub fn run(lab_name: &str, args: DemoArgs) -> Result<ExitCode> {
+    let timeout = super::resources::parse_duration(&args.timeout)?;
+    println!("== 1. a 2-node lab ({lab_name})");
+    let mut rep = Reporter::new(false);
+    lab::up(lab_name, 2, &mut |p| rep.step(p))
+        .with_context(|| format!("bringing lab {lab_name} up"))?;
+
+    println!("\n== 2. tollway apply -f examples/payments/");
+    let inputs: Vec<(String, String)> = MANIFESTS
+        .iter()
+        .map(|(n, t)| (n.to_string(), t.to_string()))
+        .collect();
+    if super::resources::apply_inputs(lab_name, &inputs, false)? != ExitCode::SUCCESS {
+        bail!("the example manifests did not apply");
+    }
+
+    println!("\n== 3. waiting for the pods (up to {timeout:?})");
+    let (_, store) = lab::open_store(lab_name)?;
+    let deadline = Instant::now() + timeout;
+    let pods: Vec<Pod> = loop {
+        let snap = store.snapshot()?;
+        let pods: Vec<Pod> = snap
+            .pods()
+            .filter(|p| {
+                p.metadata.namespace.as_deref() == Some("payments") && !p.metadata.is_terminating()
+            })
+            .cloned()
+            .collect();
+        let want: i64 = snap
+            .deployments()
+            .filter(|d| d.metadata.namespace.as_deref() == Some("payments"))
+            .map(|d| d.replicas())
+            .sum();
+        if pods.len() as i64 == want && pods.iter().all(Pod::is_ready) {
+            break pods;
+        }
+        if Instant::now() >= deadline {
+            let st = lab::status(lab_name)?;
+            let not_ready: Vec<String> = st
+                .pods
+                .iter()
+                .filter(|p| !p.ready)
+                .map(|p| format!("{}/{} ({})", p.namespace, p.name, p.phase))
+                .collect();
+            bail!("pods not ready after {timeout:?}: {}", not_ready.join(", "));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    println!("{:<36} {:<8} {:<12}", "POD", "NODE", "IP");
+    for p in &pods {
+        println!(
+            "{:<36} {:<8} {:<12}",
+            p.metadata.name,
+            p.spec.node_name.as_deref().unwrap_or("-"),
+            p.pod_ip().unwrap_or("-")
+        );
+    }
+
+    println!("\n== 4. probes (tollway workload probe, run inside the client pods)");
+    let by_app = |app: &str| -> Vec<&Pod> {
+        pods.iter()
+            .filter(|p| p.metadata.labels.get("app").map(String::as_str) == Some(app))
+            .collect()
+    };
+    let (Some(web), Some(reporter)) = (
+        by_app("web-frontend").first().copied(),
+        by_app("batch-reporter").first().copied(),
+    ) else {
+        bail!("the example's client pods are missing");
+    };
+    let mut lines = Vec::new();
+    let api = by_app("checkout-api");
+    let same = api.iter().find(|p| p.spec.node_name == web.spec.node_name);
+    let other = api.iter().find(|p| p.spec.node_name != web.spec.node_name);
+    for target in [same, other].into_iter().flatten() {
+        lines.push(probe(
+            lab_name,
+            web,
+            target,
+            8080,
+            "POST",
+            "/api/v2/orders",
+        )?);
+    }
+    lines.push(probe(lab_name, reporter, web, 8080, "GET", "/hostname")?);
+    let mut all_ok = true;
+    for l in &lines {
+        all_ok &= l.ok;
+        println!(
+            "  {} -> {}  {}\n      {}",
+            l.from, l.to, l.target, l.outcome
+        );
+    }
+
+    println!("\n== 5. services");
+    let snap = store.snapshot()?;
+    for s in snap
+        .services()
+        .filter(|s| s.metadata.namespace.as_deref() == Some("payments"))
+    {
+        let ports: Vec<String> = s
+            .spec
+            .ports
+            .iter()
+            .map(|p| format!("{}/{}", p.port, p.protocol()))
+            .collect();
+        println!(
+            "  {:<14} clusterIP {:<12} {}",
+            s.metadata.name,
+            s.spec.cluster_ip.as_deref().unwrap_or("-"),
+            ports.join(",")
+        );
+    }
+    println!(
+        "  (cluster IPs are allocated; their translation by the eBPF datapath is not built yet)"
+    );
+
+    let web_name = &web.metadata.name;
+    println!(
+        "\n== try next\n  tollway --lab {lab_name} get pods -n payments -o wide\n  tollway --lab {lab_name} lab exec -n payments {web_name} -- tollway workload probe http://{}:8080/echo -o json\n  tollway --lab {lab_name} logs -n payments {}\n  tollway --lab {lab_name} scale deployment/checkout-api --replicas 3 -n payments\n  tollway --lab {lab_name} lab status\n  tollway --lab {lab_name} lab down",
+        api.first().and_then(|p| p.pod_ip()).unwrap_or("POD_IP"),
+        api.first()
+            .map(|p| p.metadata.name.as_str())
+            .unwrap_or("POD"),
+    );
+    let _ = store.version();
+    Ok(if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn probe(
+    lab_name: &str,
+    from: &Pod,
+    to: &Pod,
+    port: u16,
+    method: &str,
+    path: &str,
+) -> Result<ProbeLine> {
+    let exe = std::env::current_exe().context("finding the tollway binary")?;
+    let ip = to.pod_ip().unwrap_or("0.0.0.0");
+    let url = format!("http://{ip}:{port}{path}");
+    let argv: Vec<String> = [
+        exe.display().to_string().as_str(),
+        "workload",
+        "probe",
+        url.as_str(),
+        "--method",
+        method,
+        "--timeout-ms",
+        "3000",
+        "-o",
+        "json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let ns = from.metadata.namespace_or_default();
+    let (code, out) =
+        lab::exec_pod_with(lab_name, ns, &from.metadata.name, &argv, Output::Capture)?;
+    let v: Value = serde_json::from_str(out.trim()).unwrap_or(Value::Null);
+    let a = &v["attempts"][0];
+    let result = a["result"].as_str().unwrap_or("no answer");
+    let status = a["status"]
+        .as_u64()
+        .map(|s| format!(" {s}"))
+        .unwrap_or_default();
+    let latency = a["latency_us"]
+        .as_u64()
+        .map(|l| format!(" in {l}us"))
+        .unwrap_or_default();
+    let body = a["body"].as_str().unwrap_or("");
+    let answered = serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|b| b["pod"].as_str().map(str::to_string))
+        .unwrap_or_else(|| body.chars().take(60).collect());
+    let node = |p: &Pod| p.spec.node_name.clone().unwrap_or_default();
+    Ok(ProbeLine {
+        from: format!("{} ({})", from.metadata.name, node(from)),
+        to: format!("{} ({})", to.metadata.name, node(to)),
+        target: format!("{method} {url}"),
+        outcome: format!("{result}{status}{latency}, answered by {answered}"),
+        ok: code == 0,
+    })
+}

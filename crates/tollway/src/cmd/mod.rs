@@ -1,0 +1,6 @@
+//! One module per command family.
+
+pub mod demo;
+pub mod lab;
+pub mod resources;
+pub mod workload;
