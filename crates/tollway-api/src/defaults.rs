@@ -32,7 +32,8 @@ pub fn apply_defaults(o: &mut Object) {
             let ty = *spec.type_.get_or_insert(ServiceType::ClusterIP);
             for p in &mut spec.ports {
                 p.protocol.get_or_insert(Protocol::Tcp);
-                if p.target_port.is_none() {
+                // An out-of-range port is reported once, on `port`.
+                if p.target_port.is_none() && (1..=65535).contains(&p.port) {
                     p.target_port = Some(IntOrString::Int(p.port));
                 }
             }

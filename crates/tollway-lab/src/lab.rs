@@ -45,6 +45,7 @@ pub fn open_store(lab: &str) -> Result<(LabConfig, FileStore)> {
 
 /// What `lab up` did.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct UpReport {
     /// The lab.
     pub name: String,
@@ -269,6 +270,7 @@ fn start_daemon(paths: &LabPaths) -> Result<()> {
 
 /// What `lab down` removed.
 #[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct DownReport {
     /// The lab.
     pub name: String,
@@ -357,6 +359,7 @@ pub fn down(lab: &str, progress: &mut dyn FnMut(Progress)) -> Result<DownReport>
 
 /// A node in `lab status`.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct NodeInfo {
     /// Name.
     pub name: String,
@@ -371,6 +374,7 @@ pub struct NodeInfo {
 
 /// A pod in `lab status`.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PodInfo {
     /// Namespace.
     pub namespace: String,
@@ -390,6 +394,7 @@ pub struct PodInfo {
 
 /// `lab status`.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct LabStatus {
     /// The lab.
     pub name: String,

@@ -168,8 +168,13 @@ pub fn run(lab_name: &str, args: DemoArgs) -> Result<ExitCode> {
     );
 
     let web_name = &web.metadata.name;
+    let tw = if lab_name == "default" {
+        "tollway".to_string()
+    } else {
+        format!("tollway --lab {lab_name}")
+    };
     println!(
-        "\n== try next\n  tollway --lab {lab_name} get pods -n payments -o wide\n  tollway --lab {lab_name} lab exec -n payments {web_name} -- tollway workload probe http://{}:8080/echo -o json\n  tollway --lab {lab_name} logs -n payments {}\n  tollway --lab {lab_name} scale deployment/checkout-api --replicas 3 -n payments\n  tollway --lab {lab_name} lab status\n  tollway --lab {lab_name} lab down",
+        "\n== try next\n  {tw} get pods -n payments -o wide\n  {tw} lab exec -n payments {web_name} -- tollway workload probe http://{}:8080/echo -o json\n  {tw} logs -n payments {}\n  {tw} scale deployment/checkout-api --replicas 3 -n payments\n  {tw} label namespace payments istio.io/dataplane-mode=ambient\n  {tw} lab status\n  {tw} lab down",
         api.first().and_then(|p| p.pod_ip()).unwrap_or("POD_IP"),
         api.first()
             .map(|p| p.metadata.name.as_str())
