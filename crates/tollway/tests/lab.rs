@@ -414,13 +414,28 @@ spec:
         "nothing may change"
     );
     // The seed's `kubectl label namespace payments istio.io/dataplane-mode=ambient`.
-    assert_eq!(lab.ok(&["label", "namespace", "payments", "istio.io/dataplane-mode=ambient"]), "namespace/payments labeled\n");
+    assert_eq!(
+        lab.ok(&[
+            "label",
+            "namespace",
+            "payments",
+            "istio.io/dataplane-mode=ambient"
+        ]),
+        "namespace/payments labeled\n"
+    );
     let ns = lab.json(&["get", "ns", "payments", "-o", "json"]);
-    assert_eq!(ns["metadata"]["labels"]["istio.io/dataplane-mode"], "ambient");
+    assert_eq!(
+        ns["metadata"]["labels"]["istio.io/dataplane-mode"],
+        "ambient"
+    );
     let out = lab.tw(&["label", "ns", "payments", "istio.io/dataplane-mode=sidecar"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("--overwrite is false"));
     lab.ok(&["label", "ns", "payments", "istio.io/dataplane-mode-"]);
-    assert!(lab.json(&["get", "ns", "payments", "-o", "json"])["metadata"]["labels"].get("istio.io/dataplane-mode").is_none());
+    assert!(
+        lab.json(&["get", "ns", "payments", "-o", "json"])["metadata"]["labels"]
+            .get("istio.io/dataplane-mode")
+            .is_none()
+    );
     // The seed's Cilium policy is named, not dropped.
     let policy = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),

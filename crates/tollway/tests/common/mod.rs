@@ -125,12 +125,18 @@ impl Lab {
 
     /// `tollway workload probe` from inside a pod; returns the JSON report.
     pub fn probe_from(&self, ns: &str, pod: &str, target: &str) -> Value {
-        let out = self.tw(&[
-            "lab",
-            "exec",
-            "-n",
-            ns,
-            pod,
+        self.probe_in(&["-n", ns, pod], target)
+    }
+
+    /// The same from a node's network namespace.
+    pub fn probe_from_node(&self, node: &str, target: &str) -> Value {
+        self.probe_in(&["--node", node], target)
+    }
+
+    fn probe_in(&self, place: &[&str], target: &str) -> Value {
+        let mut args = vec!["lab", "exec"];
+        args.extend_from_slice(place);
+        args.extend([
             "--",
             "tollway",
             "workload",
@@ -141,6 +147,7 @@ impl Lab {
             "-o",
             "json",
         ]);
+        let out = self.tw(&args);
         let text = String::from_utf8_lossy(&out.stdout);
         serde_json::from_str(text.trim()).unwrap_or_else(|e| {
             panic!(
@@ -148,27 +155,6 @@ impl Lab {
                 String::from_utf8_lossy(&out.stderr)
             )
         })
-    }
-
-    pub fn probe_from_node(&self, node: &str, target: &str) -> Value {
-        let out = self.tw(&[
-            "lab",
-            "exec",
-            "--node",
-            node,
-            "--",
-            "tollway",
-            "workload",
-            "probe",
-            target,
-            "--timeout-ms",
-            "2000",
-            "-o",
-            "json",
-        ]);
-        let text = String::from_utf8_lossy(&out.stdout);
-        serde_json::from_str(text.trim())
-            .unwrap_or_else(|e| panic!("probe output not JSON ({e}): {text}"))
     }
 
     /// Poll `f` until it returns Some, or panic after `timeout`.
