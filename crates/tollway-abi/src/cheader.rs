@@ -225,14 +225,14 @@ fn every_abi_struct_is_mirrored() {
     for entry in std::fs::read_dir(&dir).unwrap().flatten() {
         let text = std::fs::read_to_string(entry.path()).unwrap();
         for line in text.lines() {
-            if let Some(rest) = line.strip_prefix("struct ") {
-                if let Some(name) = rest.strip_suffix(" {") {
-                    assert!(
-                        mirrored.contains(&name),
-                        "struct {name} in {:?} has no Rust mirror",
-                        entry.file_name()
-                    );
-                }
+            if let Some(rest) = line.strip_prefix("struct ")
+                && let Some(name) = rest.strip_suffix(" {")
+            {
+                assert!(
+                    mirrored.contains(&name),
+                    "struct {name} in {:?} has no Rust mirror",
+                    entry.file_name()
+                );
             }
         }
     }
