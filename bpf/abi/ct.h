@@ -10,7 +10,7 @@
  * entry with TW_CT_F_SERVICE whose daddr/dport are the frontend, recording
  * the chosen backend. Replies are looked up with the tuple reversed.
  *
- * tw_nodeport_nat4 (LRU_HASH struct tw_ct4_key -> struct tw_nat4_entry) maps
+ * tw_np_nat4 (LRU_HASH struct tw_ct4_key -> struct tw_nat4_entry) maps
  * the reply tuple of a SNATed NodePort flow, as it arrives at the uplink
  * (backend -> node IP:nat port), back to the client and the frontend.
  */

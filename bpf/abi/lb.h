@@ -26,15 +26,26 @@
 
 #include "abi/common.h"
 
-/* Map names (pinned by name under /sys/fs/bpf/tollway/<lab>/<node>/). */
+/* Map names (pinned by name under /sys/fs/bpf/tollway/<lab>/<node>/; the
+ * kernel keeps 15 characters of a name, so every name fits in 15). */
 /* tw_lb4_services   HASH      struct tw_lb4_key -> struct tw_lb4_service      */
 /* tw_lb4_backends   HASH      __u32 backend_id  -> struct tw_lb4_backend      */
 /* tw_lb4_revnat     HASH      __u32 rev_nat     -> struct tw_lb4_revnat       */
 /* tw_lb4_maglev     HASH_OF_MAPS __u32 rev_nat  -> ARRAY[M] of __u32 backend_id */
 /* tw_lb4_affinity   LRU_HASH  struct tw_lb4_affinity_key -> struct tw_lb_affinity */
-/* tw_lb4_reverse_sk LRU_HASH  struct tw_lb4_reverse_sk_key -> struct tw_lb4_reverse_sk */
+/* tw_lb4_rev_sk    LRU_HASH  struct tw_lb4_reverse_sk_key -> struct tw_lb4_reverse_sk */
 /* tw_sock_skip      HASH      __u64 cgroup id -> __u32 (1: use the tc path)   */
 /* tw_config         ARRAY[1]  struct tw_config                               */
+/* tw_drops          PERCPU_ARRAY[TW_DROPS_MAX] __u64 (abi/drop.h)             */
+/* tw_ct4, tw_np_nat4: abi/ct.h                                              */
+
+/* Program names (ELF function names, also at most 15 characters). */
+/* tw_from_lxc    tc ingress of a pod's host-side veth (traffic from the pod) */
+/* tw_to_lxc      tc egress of a pod's host-side veth (traffic to the pod)    */
+/* tw_from_netdev tc ingress of the node's uplink (NodePort)                  */
+/* tw_to_netdev   tc egress of the node's uplink (NodePort)                   */
+/* tw_sock4_conn  cgroup/connect4     tw_sock4_send  cgroup/sendmsg4          */
+/* tw_sock4_recv  cgroup/recvmsg4     tw_sock4_peer  cgroup/getpeername4      */
 
 #define TW_LB_SERVICES_MAX 262144
 #define TW_LB_BACKENDS_MAX 131072

@@ -15,6 +15,7 @@
 //! Structs shared with the programs come from [`tollway_abi`].
 
 pub mod bpffs;
+pub mod lb;
 pub mod netns;
 mod pass;
 pub mod testutil;

@@ -1,0 +1,303 @@
+//! Typed handles on the maps of `bpf/abi/lb.h`, `ct.h` and `drop.h`, opened
+//! from their pins (`/sys/fs/bpf/tollway/<lab>/<node>/<map>`), so that the
+//! agent, the CLI and tests all see the same kernel objects.
+
+use std::path::{Path, PathBuf};
+
+use aya::maps::{Array, HashMap, HashOfMaps, Map, MapData, MapError, PerCpuArray};
+use tollway_abi::{
+    Config, Ct4Key, CtEntry, Lb4AffinityKey, Lb4Backend, Lb4Key, Lb4ReverseSk, Lb4ReverseSkKey,
+    Lb4Revnat, Lb4Service, LbAffinity, Nat4Entry, TW_DROPS_MAX,
+};
+
+/// Every map of the node datapath, by pinned name.
+pub const MAP_NAMES: &[&str] = &[
+    "tw_lb4_services",
+    "tw_lb4_backends",
+    "tw_lb4_revnat",
+    "tw_lb4_maglev",
+    "tw_lb4_affinity",
+    "tw_lb4_rev_sk",
+    "tw_sock_skip",
+    "tw_config",
+    "tw_ct4",
+    "tw_np_nat4",
+    "tw_drops",
+];
+
+/// Errors of map access.
+#[derive(Debug, thiserror::Error)]
+pub enum MapsError {
+    /// A pinned map could not be opened.
+    #[error("cannot open pinned map {path}")]
+    Open {
+        /// The pin.
+        path: PathBuf,
+        /// aya's error.
+        #[source]
+        source: MapError,
+    },
+    /// A map has another type than expected.
+    #[error("map {name} has an unexpected type")]
+    Type {
+        /// Map name.
+        name: &'static str,
+        /// aya's error.
+        #[source]
+        source: MapError,
+    },
+    /// A lookup, update or delete failed.
+    #[error("{op} on map {name} failed")]
+    Access {
+        /// What was done.
+        op: &'static str,
+        /// Map name.
+        name: &'static str,
+        /// aya's error.
+        #[source]
+        source: MapError,
+    },
+}
+
+/// Size and use of one map (for `tollway status`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MapFill {
+    /// Map name.
+    pub name: &'static str,
+    /// Capacity.
+    pub max_entries: u32,
+    /// Entries in use (for per-CPU arrays: non-zero entries).
+    pub in_use: u32,
+}
+
+/// The node datapath's maps.
+pub struct LbMaps {
+    /// Frontends and their backend slots.
+    pub services: HashMap<MapData, Lb4Key, Lb4Service>,
+    /// Backends by id.
+    pub backends: HashMap<MapData, u32, Lb4Backend>,
+    /// Frontends by rev NAT index.
+    pub revnat: HashMap<MapData, u32, Lb4Revnat>,
+    /// Maglev tables by rev NAT index (inner arrays of backend ids).
+    pub maglev: HashOfMaps<MapData, u32, Array<MapData, u32>>,
+    /// ClientIP affinity.
+    pub affinity: HashMap<MapData, Lb4AffinityKey, LbAffinity>,
+    /// Socket LB reverse translations.
+    pub rev_sk: HashMap<MapData, Lb4ReverseSkKey, Lb4ReverseSk>,
+    /// cgroups whose sockets skip the socket LB (use the tc path).
+    pub sock_skip: HashMap<MapData, u64, u32>,
+    /// Node settings (entry 0).
+    pub config: Array<MapData, Config>,
+    /// Connection tracking.
+    pub ct: HashMap<MapData, Ct4Key, CtEntry>,
+    /// NodePort SNAT translations.
+    pub np_nat: HashMap<MapData, Ct4Key, Nat4Entry>,
+    /// Drop counters by reason (per CPU).
+    pub drops: PerCpuArray<MapData, u64>,
+    dir: PathBuf,
+}
+
+fn open(dir: &Path, name: &'static str) -> Result<Map, MapsError> {
+    let path = dir.join(name);
+    let data = MapData::from_pin(&path).map_err(|source| MapsError::Open {
+        path: path.clone(),
+        source,
+    })?;
+    Map::from_map_data(data).map_err(|source| MapsError::Open { path, source })
+}
+
+macro_rules! typed {
+    ($dir:expr, $name:literal) => {
+        open($dir, $name)?
+            .try_into()
+            .map_err(|source| MapsError::Type {
+                name: $name,
+                source,
+            })?
+    };
+}
+
+impl LbMaps {
+    /// Open every map from its pin in `dir`.
+    pub fn open(dir: &Path) -> Result<LbMaps, MapsError> {
+        Ok(LbMaps {
+            services: typed!(dir, "tw_lb4_services"),
+            backends: typed!(dir, "tw_lb4_backends"),
+            revnat: typed!(dir, "tw_lb4_revnat"),
+            maglev: typed!(dir, "tw_lb4_maglev"),
+            affinity: typed!(dir, "tw_lb4_affinity"),
+            rev_sk: typed!(dir, "tw_lb4_rev_sk"),
+            sock_skip: typed!(dir, "tw_sock_skip"),
+            config: typed!(dir, "tw_config"),
+            ct: typed!(dir, "tw_ct4"),
+            np_nat: typed!(dir, "tw_np_nat4"),
+            drops: typed!(dir, "tw_drops"),
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// The pin directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Node settings.
+    pub fn config(&self) -> Result<Config, MapsError> {
+        self.config.get(&0, 0).map_err(|source| MapsError::Access {
+            op: "lookup",
+            name: "tw_config",
+            source,
+        })
+    }
+
+    /// Write node settings.
+    pub fn set_config(&mut self, cfg: &Config) -> Result<(), MapsError> {
+        self.config
+            .set(0, cfg, 0)
+            .map_err(|source| MapsError::Access {
+                op: "update",
+                name: "tw_config",
+                source,
+            })
+    }
+
+    /// Install (or atomically replace) the Maglev table of a frontend: a new
+    /// inner array is filled completely, then swapped in with one update.
+    pub fn set_maglev(&mut self, rev_nat_index: u16, table: &[u32]) -> Result<(), MapsError> {
+        let len = u32::try_from(table.len()).unwrap_or(u32::MAX);
+        let mut inner: Array<MapData, u32> =
+            Array::create(len.max(1), 0).map_err(|source| MapsError::Access {
+                op: "create inner",
+                name: "tw_lb4_maglev",
+                source,
+            })?;
+        for (i, id) in table.iter().enumerate() {
+            inner
+                .set(i as u32, id, 0)
+                .map_err(|source| MapsError::Access {
+                    op: "fill inner",
+                    name: "tw_lb4_maglev",
+                    source,
+                })?;
+        }
+        self.maglev
+            .insert(u32::from(rev_nat_index), &inner, 0)
+            .map_err(|source| MapsError::Access {
+                op: "update",
+                name: "tw_lb4_maglev",
+                source,
+            })
+    }
+
+    /// Remove a frontend's Maglev table.
+    pub fn delete_maglev(&mut self, rev_nat_index: u16) -> Result<(), MapsError> {
+        match self.maglev.remove(&u32::from(rev_nat_index)) {
+            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+            Err(source) => Err(MapsError::Access {
+                op: "delete",
+                name: "tw_lb4_maglev",
+                source,
+            }),
+        }
+    }
+
+    /// The Maglev table of a frontend, if it has one.
+    pub fn maglev_table(&self, rev_nat_index: u16) -> Result<Option<Vec<u32>>, MapsError> {
+        match self.maglev.get(&u32::from(rev_nat_index), 0) {
+            Ok(inner) => {
+                let v: Result<Vec<u32>, MapError> = inner.iter().collect();
+                v.map(Some).map_err(|source| MapsError::Access {
+                    op: "read inner",
+                    name: "tw_lb4_maglev",
+                    source,
+                })
+            }
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(source) => Err(MapsError::Access {
+                op: "lookup",
+                name: "tw_lb4_maglev",
+                source,
+            }),
+        }
+    }
+
+    /// Drop counters summed over CPUs, by reason code (non-zero only).
+    pub fn drop_counts(&self) -> Result<Vec<(u8, u64)>, MapsError> {
+        let mut out = Vec::new();
+        for code in 0..TW_DROPS_MAX.min(256) {
+            let v = self
+                .drops
+                .get(&code, 0)
+                .map_err(|source| MapsError::Access {
+                    op: "lookup",
+                    name: "tw_drops",
+                    source,
+                })?;
+            let total: u64 = v.iter().sum();
+            if total > 0 {
+                out.push((code as u8, total));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Size and use of every map.
+    pub fn fill(&self) -> Vec<MapFill> {
+        fn count<K: aya::Pod>(keys: aya::maps::MapKeys<'_, K>) -> u32 {
+            keys.filter(Result::is_ok).count() as u32
+        }
+        let max = |name: &'static str| {
+            aya::maps::MapData::from_pin(self.dir.join(name))
+                .ok()
+                .and_then(|m| m.info().ok())
+                .map_or(0, |i| i.max_entries())
+        };
+        vec![
+            MapFill {
+                name: "tw_lb4_services",
+                max_entries: max("tw_lb4_services"),
+                in_use: count(self.services.keys()),
+            },
+            MapFill {
+                name: "tw_lb4_backends",
+                max_entries: max("tw_lb4_backends"),
+                in_use: count(self.backends.keys()),
+            },
+            MapFill {
+                name: "tw_lb4_revnat",
+                max_entries: max("tw_lb4_revnat"),
+                in_use: count(self.revnat.keys()),
+            },
+            MapFill {
+                name: "tw_lb4_maglev",
+                max_entries: max("tw_lb4_maglev"),
+                in_use: count(self.maglev.keys()),
+            },
+            MapFill {
+                name: "tw_lb4_affinity",
+                max_entries: max("tw_lb4_affinity"),
+                in_use: count(self.affinity.keys()),
+            },
+            MapFill {
+                name: "tw_lb4_rev_sk",
+                max_entries: max("tw_lb4_rev_sk"),
+                in_use: count(self.rev_sk.keys()),
+            },
+            MapFill {
+                name: "tw_sock_skip",
+                max_entries: max("tw_sock_skip"),
+                in_use: count(self.sock_skip.keys()),
+            },
+            MapFill {
+                name: "tw_ct4",
+                max_entries: max("tw_ct4"),
+                in_use: count(self.ct.keys()),
+            },
+            MapFill {
+                name: "tw_np_nat4",
+                max_entries: max("tw_np_nat4"),
+                in_use: count(self.np_nat.keys()),
+            },
+        ]
+    }
+}
