@@ -23,6 +23,30 @@ pub struct NodeConfig {
     pub pod_cidr: Ipv4Net,
 }
 
+/// Service load-balancing settings of a lab (`lab up --lb-algorithm ...`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LbSettings {
+    /// `random` (default) or `maglev`; services may override it with the
+    /// `service.cilium.io/lb-algorithm` annotation.
+    pub algorithm: String,
+    /// Maglev table size M (a prime).
+    pub maglev_table_size: u32,
+    /// Translate ClusterIP connections at connect() (socket LB); the tc
+    /// path handles what the socket hooks don't see either way.
+    pub socket_lb: bool,
+}
+
+impl Default for LbSettings {
+    fn default() -> Self {
+        LbSettings {
+            algorithm: "random".into(),
+            maglev_table_size: 16381,
+            socket_lb: true,
+        }
+    }
+}
+
 /// A lab's shape, fixed at `lab up`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -40,7 +64,20 @@ pub struct LabConfig {
     pub cluster: ClusterConfig,
     /// When the lab was made.
     pub created: Timestamp,
+    /// Service load balancing.
+    #[serde(default)]
+    pub lb: LbSettings,
+    /// The client outside the cluster, on the fabric (for NodePort).
+    #[serde(default = "default_external_ip")]
+    pub external_ip: Ipv4Addr,
 }
+
+fn default_external_ip() -> Ipv4Addr {
+    EXTERNAL_IP
+}
+
+/// The address of the `external` namespace on the fabric.
+pub const EXTERNAL_IP: Ipv4Addr = Ipv4Addr::new(172, 18, 255, 254);
 
 /// The address a pod uses as its default gateway: answered by a static
 /// neighbour entry pointing at the host-side veth (no address is needed on
@@ -72,6 +109,8 @@ impl LabConfig {
             cluster_pod_cidr: Ipv4Net::new(Ipv4Addr::new(10, 244, 0, 0), 16).unwrap_or_default(),
             cluster: ClusterConfig::default(),
             created: Timestamp::now(),
+            lb: LbSettings::default(),
+            external_ip: EXTERNAL_IP,
         })
     }
 

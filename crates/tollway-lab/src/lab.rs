@@ -57,10 +57,21 @@ pub struct UpReport {
     pub started_daemon: bool,
 }
 
+/// What `lab up` is asked for.
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    /// Number of nodes.
+    pub nodes: usize,
+    /// Load-balancing settings for a new lab (an existing lab keeps its own;
+    /// asking for different ones is an error).
+    pub lb: Option<crate::config::LbSettings>,
+}
+
 /// Bring a lab up, or check and repair it if it exists (idempotent).
-pub fn up(lab: &str, nodes: usize, progress: &mut dyn FnMut(Progress)) -> Result<UpReport> {
+pub fn up(lab: &str, opts: &UpOptions, progress: &mut dyn FnMut(Progress)) -> Result<UpReport> {
     need_root()?;
     check_lab_name(lab)?;
+    let nodes = opts.nodes;
     let paths = LabPaths::new(lab);
     let existing = LabConfig::load(&paths)?;
     let created = existing.is_none();
@@ -72,8 +83,27 @@ pub fn up(lab: &str, nodes: usize, progress: &mut dyn FnMut(Progress)) -> Result
                 wanted: nodes,
             });
         }
-        Some(c) => c,
-        None => LabConfig::plan(lab, nodes)?,
+        Some(c) => {
+            if let Some(lb) = &opts.lb
+                && *lb != c.lb
+            {
+                return Err(LabError::BadName {
+                    name: lab.into(),
+                    reason: format!(
+                        "the lab exists with load balancing {:?}; run `tollway --lab {lab} lab down` to change it",
+                        c.lb
+                    ),
+                });
+            }
+            c
+        }
+        None => {
+            let mut c = LabConfig::plan(lab, nodes)?;
+            if let Some(lb) = &opts.lb {
+                c.lb = lb.clone();
+            }
+            c
+        }
     };
     let total = 4 + cfg.nodes.len();
     let mut done = 0;
@@ -596,6 +626,21 @@ pub fn exec_node(lab: &str, node: &str, argv: &[String]) -> Result<i32> {
     ];
     let placement = Placement {
         netns: Some(paths.node_netns(node)),
+        cgroup: Some(paths.system_cgroup()?),
+        new_session: false,
+    };
+    run_placed(argv, &placement, &env, Output::Inherit).map(|(code, _)| code)
+}
+
+/// Run a command in the `external` namespace (a client outside the
+/// cluster, on the fabric); returns its exit code.
+pub fn exec_external(lab: &str, argv: &[String]) -> Result<i32> {
+    need_root()?;
+    let paths = LabPaths::new(lab);
+    open_store(lab)?;
+    let env = vec![("TOLLWAY_LAB".to_string(), lab.to_string())];
+    let placement = Placement {
+        netns: Some(paths.external_netns()),
         cgroup: Some(paths.system_cgroup()?),
         new_session: false,
     };

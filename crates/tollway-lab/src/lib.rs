@@ -21,6 +21,6 @@ pub mod net;
 pub mod paths;
 pub mod sys;
 
-pub use config::{LabConfig, NodeConfig};
+pub use config::{LabConfig, LbSettings, NodeConfig};
 pub use error::{LabError, Result};
 pub use paths::LabPaths;

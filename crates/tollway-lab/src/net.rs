@@ -104,6 +104,50 @@ pub fn create_node(paths: &LabPaths, cfg: &LabConfig, node: &NodeConfig) -> Resu
     cmd::ip_batch(Some(&ns), &lines)
 }
 
+/// Whether the external client's namespace is intact.
+pub fn external_healthy(paths: &LabPaths, cfg: &LabConfig) -> bool {
+    let ns = paths.external_netns();
+    netns::exists(&ns)
+        && cmd::ip(Some(&ns), &["-4", "addr", "show", "eth0"])
+            .is_ok_and(|o| o.contains(&format!("{}/", cfg.external_ip)))
+        && cmd::ip(
+            Some(&paths.fabric_netns()),
+            &["link", "show", &fabric_port("external")],
+        )
+        .is_ok_and(|out| out.contains(&format!("master {BRIDGE}")))
+}
+
+/// Create the `external` namespace: a client outside the cluster with an
+/// address on the fabric and no route to pods or services (it reaches
+/// services through node ports, as a client outside Kubernetes does).
+pub fn create_external(paths: &LabPaths, cfg: &LabConfig) -> Result<()> {
+    let ns = paths.external_netns();
+    let fabric = paths.fabric_netns();
+    let port = fabric_port("external");
+    netns::delete(&ns)?;
+    let _ = cmd::ip(Some(&fabric), &["link", "del", &port]);
+    netns::add(&ns)?;
+    netns::sysctls(&ns, COMMON_SYSCTLS)?;
+    cmd::ip_batch(
+        Some(&fabric),
+        &[
+            format!("link add {port} type veth peer name eth0 netns {ns}"),
+            format!("link set {port} master {BRIDGE} up"),
+        ],
+    )?;
+    cmd::ip_batch(
+        Some(&ns),
+        &[
+            format!(
+                "addr add {}/{} dev eth0",
+                cfg.external_ip,
+                cfg.fabric_cidr.prefix_len()
+            ),
+            "link set eth0 up".to_string(),
+        ],
+    )
+}
+
 /// Names of a pod's veth pair and its host-side MAC, derived from the pod's
 /// uid so that they are stable across daemon restarts.
 #[derive(Debug, Clone, PartialEq, Eq)]

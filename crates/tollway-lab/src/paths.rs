@@ -94,6 +94,14 @@ impl LabPaths {
     pub fn fabric_netns(&self) -> String {
         format!("{}fabric", self.netns_prefix())
     }
+    /// The `external` namespace: a client outside the cluster, on the fabric.
+    pub fn external_netns(&self) -> String {
+        format!("{}external", self.netns_prefix())
+    }
+    /// A node's agent files (log, pid, status).
+    pub fn node_dir(&self, node: &str) -> PathBuf {
+        self.dir.join("nodes").join(node)
+    }
     /// A node's namespace.
     pub fn node_netns(&self, node: &str) -> String {
         format!("{}node_{node}", self.netns_prefix())

@@ -47,6 +47,15 @@ enum Command {
     Workload(cmd::workload::WorkloadArgs),
     /// Bring up a 2-node lab with the payments example and probe it.
     Demo(cmd::demo::DemoArgs),
+    /// The datapath's status on a node (like `cilium status`).
+    Status(cmd::datapath::StatusArgs),
+    /// Inspect BPF maps: `bpf lb list`, `bpf ct list`.
+    Bpf(cmd::datapath::BpfArgs),
+    /// Services as the datapath sees them: `service list`.
+    Service(cmd::datapath::ServiceArgs),
+    /// The per-node agent (started by the lab daemon).
+    #[command(hide = true)]
+    Agent(cmd::datapath::AgentArgs),
 }
 
 fn main() -> ExitCode {
@@ -66,6 +75,10 @@ fn main() -> ExitCode {
         Command::Logs(a) => cmd::resources::logs(&cli.lab, a),
         Command::Workload(a) => cmd::workload::run(a),
         Command::Demo(a) => cmd::demo::run(&cli.lab, a),
+        Command::Status(a) => cmd::datapath::status(&cli.lab, a),
+        Command::Bpf(a) => cmd::datapath::bpf(&cli.lab, a),
+        Command::Service(a) => cmd::datapath::service(&cli.lab, a),
+        Command::Agent(a) => cmd::datapath::agent(&cli.lab, a),
     };
     match result {
         Ok(code) => code,

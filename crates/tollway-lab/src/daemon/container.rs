@@ -225,7 +225,7 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
 }
 
 /// Wait until the process behind a pidfd exits.
-async fn wait_pidfd(pid: i32, fd: OwnedFd) {
+pub(crate) async fn wait_pidfd(pid: i32, fd: OwnedFd) {
     // SAFETY: the OwnedFd is moved into the AsyncFd and stays open, as the
     // same descriptor, until the AsyncFd is dropped.
     let registered = unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) };

@@ -6,6 +6,7 @@
 //! their own sessions and cgroups: killing the daemon leaves them running,
 //! and the next daemon adopts them.
 
+pub mod agents;
 pub mod container;
 pub mod controllers;
 pub mod kubelet;
@@ -42,6 +43,13 @@ pub async fn run(lab: &str) -> Result<()> {
 
     let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
     let (pod_tx, mut pod_rx) = mpsc::unbounded_channel();
+    for n in &cfg.nodes {
+        tokio::spawn(agents::supervise(
+            paths.clone(),
+            n.name.clone(),
+            exe.clone(),
+        ));
+    }
     let mut kubelet = Kubelet::new(paths.clone(), Arc::new(cfg), exe, ev_tx, pod_tx);
     let mut tick = tokio::time::interval(POLL);
     let mut last_version = u64::MAX;

@@ -54,8 +54,10 @@ pub fn run(lab_name: &str, args: DemoArgs) -> Result<ExitCode> {
     let timeout = super::resources::parse_duration(&args.timeout)?;
     println!("== 1. a 2-node lab ({lab_name})");
     let mut rep = Reporter::new(false);
-    lab::up(lab_name, 2, &mut |p| rep.step(p))
-        .with_context(|| format!("bringing lab {lab_name} up"))?;
+    lab::up(lab_name, &lab::UpOptions { nodes: 2, lb: None }, &mut |p| {
+        rep.step(p)
+    })
+    .with_context(|| format!("bringing lab {lab_name} up"))?;
 
     println!("\n== 2. tollway apply -f examples/payments/");
     let inputs: Vec<(String, String)> = MANIFESTS

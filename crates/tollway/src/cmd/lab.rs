@@ -32,6 +32,16 @@ enum LabCommand {
         /// Number of nodes.
         #[arg(long, default_value_t = 2)]
         nodes: usize,
+        /// Backend selection of services: random or maglev (a service may
+        /// choose with the service.cilium.io/lb-algorithm annotation).
+        #[arg(long, value_parser = ["random", "maglev"])]
+        lb_algorithm: Option<String>,
+        /// Maglev table size M (a prime).
+        #[arg(long)]
+        maglev_table_size: Option<u32>,
+        /// Turn the socket LB off: ClusterIP traffic is translated per packet by tc.
+        #[arg(long)]
+        no_socket_lb: bool,
         /// Output format: json prints the report.
         #[arg(short = 'o', long)]
         output: Option<String>,
@@ -57,10 +67,13 @@ enum LabCommand {
         #[arg(short = 'n', long, default_value = "default")]
         namespace: String,
         /// Run in this node instead of a pod.
-        #[arg(long, conflicts_with = "pod")]
+        #[arg(long, conflicts_with_all = ["pod", "external"])]
         node: Option<String>,
+        /// Run in the `external` namespace: a client outside the cluster.
+        #[arg(long, conflicts_with = "pod")]
+        external: bool,
         /// The pod.
-        #[arg(required_unless_present = "node")]
+        #[arg(required_unless_present_any = ["node", "external"])]
         pod: Option<String>,
         /// The command and its arguments (after --).
         #[arg(last = true, required = true)]
@@ -85,12 +98,25 @@ pub fn run(global_lab: &str, args: LabArgs) -> Result<ExitCode> {
         LabCommand::Up {
             name,
             nodes,
+            lb_algorithm,
+            maglev_table_size,
+            no_socket_lb,
             output,
         } => {
             let json = is_json(&output)?;
             let name = name.as_deref().unwrap_or(global_lab);
+            let lb = (lb_algorithm.is_some() || maglev_table_size.is_some() || no_socket_lb).then(
+                || {
+                    let d = tollway_lab::LbSettings::default();
+                    tollway_lab::LbSettings {
+                        algorithm: lb_algorithm.unwrap_or(d.algorithm),
+                        maglev_table_size: maglev_table_size.unwrap_or(d.maglev_table_size),
+                        socket_lb: !no_socket_lb,
+                    }
+                },
+            );
             let mut rep = Reporter::new(json);
-            let report = lab::up(name, nodes, &mut |p| rep.step(p))
+            let report = lab::up(name, &lab::UpOptions { nodes, lb }, &mut |p| rep.step(p))
                 .with_context(|| format!("bringing lab {name} up"))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
@@ -171,13 +197,15 @@ pub fn run(global_lab: &str, args: LabArgs) -> Result<ExitCode> {
         LabCommand::Exec {
             namespace,
             node,
+            external,
             pod,
             command,
         } => {
-            let code = match (node, pod) {
-                (Some(node), _) => lab::exec_node(global_lab, &node, &command)?,
-                (None, Some(pod)) => lab::exec_pod(global_lab, &namespace, &pod, &command)?,
-                (None, None) => anyhow::bail!("give a POD or --node NODE"),
+            let code = match (node, external, pod) {
+                (Some(node), _, _) => lab::exec_node(global_lab, &node, &command)?,
+                (None, true, _) => lab::exec_external(global_lab, &command)?,
+                (None, false, Some(pod)) => lab::exec_pod(global_lab, &namespace, &pod, &command)?,
+                (None, false, None) => anyhow::bail!("give a POD, --node NODE or --external"),
             };
             Ok(ExitCode::from(
                 u8::try_from(code.clamp(0, 255)).unwrap_or(1),

@@ -1,0 +1,46 @@
+/// Errors of the agent.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The lab or its node is unknown.
+    #[error(transparent)]
+    Lab(#[from] tollway_lab::LabError),
+    /// The store failed.
+    #[error(transparent)]
+    State(#[from] tollway_state::StateError),
+    /// Loading or attaching programs failed.
+    #[error(transparent)]
+    Load(#[from] tollway_datapath::lb::LoadError),
+    /// A map operation failed.
+    #[error(transparent)]
+    Maps(#[from] tollway_datapath::lb::MapsError),
+    /// Planning failed (ids exhausted, bad Maglev size).
+    #[error(transparent)]
+    Plan(#[from] tollway_lb::LbError),
+    /// The Maglev table size is not a prime.
+    #[error(
+        "maglev table size {m} is not a prime (Cilium's sizes: 251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 131071)"
+    )]
+    MaglevSize {
+        /// The size.
+        m: u32,
+    },
+    /// An interface of the node is missing.
+    #[error("interface {ifname} not found in node {node}'s network namespace")]
+    NoInterface {
+        /// Interface name.
+        ifname: String,
+        /// Node.
+        node: String,
+    },
+    /// A file of the agent could not be written.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was done.
+        action: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}

@@ -1,0 +1,325 @@
+//! The per-node agent (`tollway agent --lab NAME --node NODE`), started and
+//! supervised by the lab daemon inside the node's network namespace.
+//!
+//! At start it loads the datapath, adopting the maps pinned under
+//! `/sys/fs/bpf/tollway/<lab>/<node>/` (never flushing them), re-attaches
+//! its programs without a gap, and reads the maps back as its starting
+//! point. Then it loops: when the store changes, it computes the wanted
+//! services ([`tollway_lb::desired_services`]), plans the difference
+//! ([`tollway_lb::plan`]) and executes it in the planner's order; it puts
+//! the pod programs on new pods' veths; it sweeps expired conntrack entries
+//! on an adaptive interval; and it writes a status file for `tollway status`.
+
+mod ctgc;
+mod error;
+pub mod inspect;
+pub mod status;
+mod sync;
+
+use std::collections::BTreeSet;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use tollway_abi::{Config, TW_CFG_F_NODEPORT, TW_CFG_F_SOCK_LB, be32};
+use tollway_datapath::lb::{LbMaps, LoadOptions, NodeDatapath, SOCK_PROGRAMS, TC_PROGRAMS};
+use tollway_lab::net::PodLink;
+use tollway_lab::{LabConfig, LabPaths};
+use tollway_lb::{Algorithm, Applied, LbConfig, NodeContext};
+use tollway_state::{FileStore, Snapshot, StateSource};
+
+pub use error::AgentError;
+pub use status::AgentStatus;
+
+/// The uplink of a lab node.
+pub const UPLINK: &str = "eth0";
+/// First and last port NodePort SNAT uses (outside the node's ephemeral range).
+pub const NAT_PORTS: (u16, u16) = (61000, 65000);
+/// Annotation that sends a pod's connections through the tc path instead of
+/// the socket LB (for tests and for debugging).
+pub const SOCKET_LB_ANNOTATION: &str = "tollway.io/socket-lb";
+
+const POLL: Duration = Duration::from_millis(50);
+const RESYNC: Duration = Duration::from_secs(5);
+const HEARTBEAT: Duration = Duration::from_secs(2);
+
+struct Agent {
+    node: String,
+    paths: LabPaths,
+    node_dir: PathBuf,
+    lb_cfg: LbConfig,
+    node_ctx: NodeContext,
+    base_programs: Vec<status::ProgramAttachment>,
+    datapath: NodeDatapath,
+    maps: LbMaps,
+    mirror: Applied,
+    attached_ifaces: BTreeSet<String>,
+    skipped_cgroups: BTreeSet<u64>,
+    status: AgentStatus,
+}
+
+fn now_rfc3339() -> String {
+    jiff::Timestamp::now().to_string()
+}
+
+fn ifindex(name: &str) -> Option<u32> {
+    nix::net::if_::if_nametoindex(name).ok()
+}
+
+/// Run the agent of `node` in lab `lab` until it is killed. The caller must
+/// already be in the node's network namespace.
+pub fn run(lab: &str, node: &str) -> Result<(), AgentError> {
+    let paths = LabPaths::new(lab);
+    let cfg = LabConfig::load(&paths)?
+        .ok_or_else(|| tollway_lab::LabError::NoSuchLab { name: lab.into() })?;
+    let node_cfg = cfg.node(node)?.clone();
+    let store = FileStore::open(&paths.store_dir())?;
+    let node_dir = paths.node_dir(node);
+    let pin_dir = paths.bpf_node_dir(node);
+    let algorithm = if cfg.lb.algorithm == "maglev" {
+        Algorithm::Maglev
+    } else {
+        Algorithm::Random
+    };
+    let lb_cfg = LbConfig {
+        default_algorithm: algorithm,
+        maglev_m: cfg.lb.maglev_table_size,
+    };
+    if !tollway_lb::is_prime(lb_cfg.maglev_m) {
+        return Err(AgentError::MaglevSize { m: lb_cfg.maglev_m });
+    }
+
+    let mut datapath = NodeDatapath::load(&LoadOptions {
+        pin_dir: pin_dir.clone(),
+    })?;
+    let mut maps = LbMaps::open(&pin_dir)?;
+    let uplink_ifindex = ifindex(UPLINK).ok_or_else(|| AgentError::NoInterface {
+        ifname: UPLINK.into(),
+        node: node.into(),
+    })?;
+    let nodeport = datapath.has("nodeport");
+    let socket_lb = cfg.lb.socket_lb && datapath.has("sock");
+    let mut flags = 0;
+    if socket_lb {
+        flags |= TW_CFG_F_SOCK_LB;
+    }
+    if nodeport {
+        flags |= TW_CFG_F_NODEPORT;
+    }
+    maps.set_config(&Config {
+        node_ip: be32(node_cfg.ip),
+        maglev_m: lb_cfg.maglev_m,
+        flags,
+        uplink_ifindex,
+        nat_port_min: NAT_PORTS.0,
+        nat_port_max: NAT_PORTS.1,
+        ..Default::default()
+    })?;
+    let mut programs = Vec::new();
+    if datapath.attach_uplink(UPLINK)?.is_some() {
+        for (_, p, hook) in TC_PROGRAMS.iter().filter(|(o, _, _)| *o == "nodeport") {
+            programs.push(status::ProgramAttachment {
+                program: (*p).into(),
+                hook: format!("tc {hook}"),
+                targets: vec![UPLINK.into()],
+            });
+        }
+    }
+    let node_cgroup = paths.node_cgroup(node)?;
+    if socket_lb && datapath.attach_cgroup(&node_cgroup)?.is_some() {
+        for (_, p, hook) in SOCK_PROGRAMS {
+            programs.push(status::ProgramAttachment {
+                program: (*p).into(),
+                hook: format!("cgroup {hook}"),
+                targets: vec![node_cgroup.display().to_string()],
+            });
+        }
+    }
+    // Adopt what an earlier agent left: the maps are the truth.
+    let mirror = sync::read_applied(&maps)?;
+    tracing::info!(
+        lab,
+        node,
+        frontends = mirror.services.len(),
+        backends = mirror.backends.len(),
+        "agent started; adopted the pinned maps"
+    );
+    let status = AgentStatus {
+        node: node.into(),
+        pid: std::process::id(),
+        started: now_rfc3339(),
+        node_ip: node_cfg.ip.to_string(),
+        uplink: UPLINK.into(),
+        algorithm: cfg.lb.algorithm.clone(),
+        maglev_table_size: lb_cfg.maglev_m,
+        socket_lb,
+        nodeport,
+        node_port_range: format!(
+            "{}-{}",
+            cfg.cluster.node_port_range.start(),
+            cfg.cluster.node_port_range.end()
+        ),
+        programs: programs.clone(),
+        pin_dir: pin_dir.display().to_string(),
+        gc: status::GcReport {
+            interval_seconds: ctgc::START_INTERVAL.as_secs_f64(),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let mut agent = Agent {
+        node: node.into(),
+        paths,
+        node_dir,
+        lb_cfg,
+        node_ctx: NodeContext {
+            node_name: node.into(),
+            node_ip: node_cfg.ip,
+        },
+        base_programs: programs,
+        datapath,
+        maps,
+        mirror,
+        attached_ifaces: BTreeSet::new(),
+        skipped_cgroups: BTreeSet::new(),
+        status,
+    };
+    agent.loop_forever(&store)
+}
+
+impl Agent {
+    fn loop_forever(&mut self, store: &FileStore) -> Result<(), AgentError> {
+        let mut last_version = u64::MAX;
+        let mut last_sync = Instant::now();
+        let mut next_gc = Instant::now() + ctgc::START_INTERVAL;
+        let mut last_beat = Instant::now();
+        loop {
+            let version = store.version()?;
+            if version != last_version || last_sync.elapsed() >= RESYNC {
+                let snap = store.snapshot()?;
+                if let Err(e) = self.sync(&snap) {
+                    tracing::error!(error = %e, "sync failed; re-reading the maps");
+                    self.status.sync.error = Some(e.to_string());
+                    self.mirror = sync::read_applied(&self.maps)?;
+                }
+                last_version = snap.resource_version;
+                last_sync = Instant::now();
+                self.write_status();
+            }
+            if Instant::now() >= next_gc {
+                match ctgc::sweep(&mut self.maps, &mut self.status.gc) {
+                    Ok(interval) => next_gc = Instant::now() + interval,
+                    Err(e) => {
+                        tracing::error!(error = %e, "conntrack sweep failed");
+                        next_gc = Instant::now() + ctgc::START_INTERVAL;
+                    }
+                }
+                self.write_status();
+            }
+            if last_beat.elapsed() >= HEARTBEAT {
+                self.write_status();
+                last_beat = Instant::now();
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    fn write_status(&mut self) {
+        self.status.heartbeat = now_rfc3339();
+        if let Err(e) = self.status.write(&self.node_dir) {
+            tracing::warn!(error = %e, "cannot write the status file");
+        }
+    }
+
+    fn sync(&mut self, snap: &Snapshot) -> Result<(), AgentError> {
+        let started = Instant::now();
+        let services: Vec<&tollway_api::Service> = snap.services().collect();
+        let pods: Vec<&tollway_api::Pod> = snap.pods().collect();
+        let (desired, warnings) =
+            tollway_lb::desired_services(&services, &pods, &self.node_ctx, &self.lb_cfg);
+        let ops = tollway_lb::plan(&self.mirror, &desired, &self.lb_cfg)?;
+        for op in &ops {
+            sync::execute(&mut self.maps, op)?;
+            tollway_lb::apply_to(&mut self.mirror, op);
+        }
+        self.attach_pods(&pods)?;
+        self.status.warnings = warnings.iter().map(ToString::to_string).collect();
+        self.status.sync = status::SyncReport {
+            resource_version: snap.resource_version,
+            frontends: self.mirror.services.len(),
+            backends: self.mirror.backends.len(),
+            ops: ops.len(),
+            duration_us: started.elapsed().as_micros() as u64,
+            at: now_rfc3339(),
+            error: None,
+        };
+        if !ops.is_empty() {
+            tracing::info!(
+                ops = ops.len(),
+                frontends = self.mirror.services.len(),
+                us = started.elapsed().as_micros() as u64,
+                "synced services"
+            );
+        }
+        Ok(())
+    }
+
+    /// Put the pod programs on this node's pods' veths, and keep the socket
+    /// LB bypass list in line with the pods' annotations.
+    fn attach_pods(&mut self, pods: &[&tollway_api::Pod]) -> Result<(), AgentError> {
+        let mut live = BTreeSet::new();
+        let mut skip = BTreeSet::new();
+        for p in pods
+            .iter()
+            .filter(|p| p.spec.node_name.as_deref() == Some(self.node.as_str()))
+        {
+            let Some(uid) = p.metadata.uid.as_deref() else {
+                continue;
+            };
+            if p.pod_ip().is_none() {
+                continue;
+            }
+            let iface = PodLink::for_uid(uid).host_if;
+            if ifindex(&iface).is_none() {
+                continue;
+            }
+            if !self.attached_ifaces.contains(&iface) {
+                self.datapath.attach_pod_interface(&iface)?;
+                tracing::info!(pod = %p.metadata.name, %iface, "attached pod programs");
+                self.attached_ifaces.insert(iface.clone());
+            }
+            live.insert(iface);
+            let wants_tc = p
+                .metadata
+                .annotations
+                .get(SOCKET_LB_ANNOTATION)
+                .is_some_and(|v| matches!(v.as_str(), "false" | "disabled" | "off"));
+            if wants_tc {
+                let ns = p.metadata.namespace_or_default();
+                if let Ok(cg) = self.paths.pod_cgroup(&self.node, ns, &p.metadata.name)
+                    && let Ok(meta) = std::fs::metadata(&cg)
+                {
+                    skip.insert(meta.ino());
+                }
+            }
+        }
+        self.attached_ifaces.retain(|i| live.contains(i));
+        for id in skip.difference(&self.skipped_cgroups) {
+            let _ = self.maps.sock_skip.insert(id, 1, 0);
+        }
+        for id in self.skipped_cgroups.difference(&skip) {
+            let _ = self.maps.sock_skip.remove(id);
+        }
+        self.skipped_cgroups = skip;
+        let ifaces: Vec<String> = self.attached_ifaces.iter().cloned().collect();
+        self.status.programs = self.base_programs.clone();
+        for (_, program, hook) in TC_PROGRAMS.iter().filter(|(o, _, _)| *o == "lxc") {
+            self.status.programs.push(status::ProgramAttachment {
+                program: (*program).into(),
+                hook: format!("tc {hook}"),
+                targets: ifaces.clone(),
+            });
+        }
+        Ok(())
+    }
+}

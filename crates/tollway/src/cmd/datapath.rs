@@ -1,0 +1,362 @@
+//! The Cilium-shaped commands on a node's datapath: `tollway status`,
+//! `tollway bpf lb list`, `tollway bpf ct list`, `tollway service list`,
+//! and the agent itself.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use tollway_agent::AgentStatus;
+use tollway_agent::inspect;
+use tollway_datapath::lb::LbMaps;
+use tollway_lab::{LabConfig, LabPaths};
+
+/// Which node to look at: `--node`, or `TOLLWAY_NODE` (set by `lab exec
+/// --node` and in pods), or the lab's first node.
+#[derive(Args, Debug, Clone)]
+pub struct NodeArg {
+    /// Node (default: $TOLLWAY_NODE, else the first node).
+    #[arg(long, env = "TOLLWAY_NODE")]
+    node: Option<String>,
+}
+
+fn resolve(lab: &str, node: &NodeArg) -> Result<(LabConfig, LabPaths, String)> {
+    let paths = LabPaths::new(lab);
+    let cfg = LabConfig::load(&paths)?.with_context(|| {
+        format!("lab {lab} does not exist (create it with `tollway --lab {lab} lab up`)")
+    })?;
+    let name = match &node.node {
+        Some(n) => {
+            cfg.node(n)?;
+            n.clone()
+        }
+        None => cfg
+            .nodes
+            .first()
+            .map(|n| n.name.clone())
+            .context("the lab has no nodes")?,
+    };
+    Ok((cfg, paths, name))
+}
+
+fn open_maps(paths: &LabPaths, node: &str) -> Result<LbMaps> {
+    let dir = paths.bpf_node_dir(node);
+    LbMaps::open(&dir).with_context(|| {
+        format!("node {node}: the datapath maps are not there (is the agent running? see `tollway lab status`)")
+    })
+}
+
+fn json_flag(output: &Option<String>) -> Result<bool> {
+    match output.as_deref() {
+        None => Ok(false),
+        Some("json") => Ok(true),
+        Some(o) => bail!("unknown output format {o:?} (json)"),
+    }
+}
+
+/// `tollway agent`.
+#[derive(Args, Debug)]
+pub struct AgentArgs {
+    /// The node this agent serves.
+    #[arg(long)]
+    node: String,
+}
+
+/// Run the agent (the lab daemon starts it in the node's namespace).
+pub fn agent(lab: &str, args: AgentArgs) -> Result<ExitCode> {
+    tollway_agent::run(lab, &args.node)
+        .with_context(|| format!("agent of node {} in lab {lab}", args.node))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `tollway status`.
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    node: NodeArg,
+    /// The details block, programs and maps.
+    #[arg(long)]
+    verbose: bool,
+    /// Output: json.
+    #[arg(short = 'o', long)]
+    output: Option<String>,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusJson {
+    node: String,
+    kube_proxy_replacement: bool,
+    reason: Option<String>,
+    agent: Option<AgentStatus>,
+    maps: Vec<tollway_datapath::lb::MapFill>,
+    drops: Vec<DropCount>,
+}
+
+#[derive(serde::Serialize)]
+struct DropCount {
+    reason: String,
+    code: u8,
+    description: String,
+    count: u64,
+}
+
+/// Show the datapath's status, as `cilium status` does.
+pub fn status(lab: &str, args: StatusArgs) -> Result<ExitCode> {
+    let (cfg, paths, node) = resolve(lab, &args.node)?;
+    let agent = AgentStatus::read(&paths.node_dir(&node));
+    let agent_pid = agent
+        .as_ref()
+        .map(|a| a.pid as i32)
+        .filter(|p| tollway_lab::sys::process::alive(*p));
+    let maps = LbMaps::open(&paths.bpf_node_dir(&node)).ok();
+    let (kpr, reason) = match (&agent, agent_pid, &maps) {
+        (_, _, None) => (false, Some("the datapath is not loaded".to_string())),
+        (None, _, _) => (false, Some("the agent has not reported yet".to_string())),
+        (Some(_), None, Some(_)) => (
+            true,
+            Some(
+                "agent not running: the datapath keeps forwarding, changes wait for the agent"
+                    .to_string(),
+            ),
+        ),
+        (Some(_), Some(_), Some(_)) => (true, None),
+    };
+    let fills = maps.as_ref().map(LbMaps::fill).unwrap_or_default();
+    let drops: Vec<DropCount> = maps
+        .as_ref()
+        .and_then(|m| m.drop_counts().ok())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(code, count)| {
+            let r = tollway_abi::DropReason::from_code(code);
+            DropCount {
+                reason: r.map_or(format!("UNKNOWN_{code}"), |r| r.name().to_string()),
+                code,
+                description: r.map_or(String::new(), |r| r.description().to_string()),
+                count,
+            }
+        })
+        .collect();
+    if json_flag(&args.output)? {
+        let j = StatusJson {
+            node,
+            kube_proxy_replacement: kpr,
+            reason,
+            agent,
+            maps: fills,
+            drops,
+        };
+        println!("{}", serde_json::to_string_pretty(&j)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let node_ip = cfg.node(&node)?.ip;
+    println!("Node:                    {node} (lab {lab})");
+    println!("KVStore:                 Disabled");
+    println!(
+        "Kubernetes:              Ok   (lab file store {})",
+        paths.store_dir().display()
+    );
+    let kpr_line = if kpr {
+        format!("True   [eth0   {node_ip} (Direct Routing)]")
+    } else {
+        "False".to_string()
+    };
+    println!("KubeProxyReplacement:    {kpr_line}");
+    if let Some(r) = &reason {
+        println!("                         ({r})");
+    }
+    match (&agent, agent_pid) {
+        (Some(a), Some(pid)) => println!(
+            "Agent:                   Ok   (pid {pid}, started {}, last sync {} ops in {}us)",
+            a.started, a.sync.ops, a.sync.duration_us
+        ),
+        (Some(_), None) => {
+            println!("Agent:                   NOT running (the lab daemon restarts it)")
+        }
+        (None, _) => println!("Agent:                   NOT reported"),
+    }
+    if let Some(a) = &agent {
+        println!(
+            "Services:                {} frontends, {} backends",
+            a.sync.frontends, a.sync.backends
+        );
+        println!(
+            "Conntrack GC:            interval {:.0}s, last sweep deleted {} of {}{}",
+            a.gc.interval_seconds,
+            a.gc.last_deleted,
+            a.gc.last_entries,
+            a.gc.full_warning
+                .as_deref()
+                .map(|w| format!(" [{w}]"))
+                .unwrap_or_default()
+        );
+    }
+    if !args.verbose {
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(a) = &agent {
+        println!("KubeProxyReplacement Details:");
+        println!(
+            "  Status:                 {}",
+            if kpr { "True" } else { "False" }
+        );
+        println!(
+            "  Socket LB:              {}",
+            if a.socket_lb { "Enabled" } else { "Disabled" }
+        );
+        println!("  Socket LB Coverage:     Full (the pod cgroups of {node})");
+        println!(
+            "  Devices:                {}   {} (Direct Routing)",
+            a.uplink, a.node_ip
+        );
+        println!("  Mode:                   SNAT");
+        let sel = if a.algorithm == "maglev" {
+            format!("Maglev (Table Size: {})", a.maglev_table_size)
+        } else {
+            format!(
+                "Random   (Maglev per service, Table Size: {})",
+                a.maglev_table_size
+            )
+        };
+        println!("  Backend Selection:      {sel}");
+        println!("  Session Affinity:       Enabled");
+        println!("  Graceful Termination:   Enabled");
+        println!("  NAT46/64 Support:       Disabled");
+        println!("  Services:");
+        println!("  - ClusterIP:      Enabled");
+        if a.nodeport {
+            println!("  - NodePort:       Enabled (Range: {})", a.node_port_range);
+        } else {
+            println!("  - NodePort:       Disabled");
+        }
+        println!("  - LoadBalancer:   Disabled");
+        println!("  - externalIPs:    Disabled");
+        println!("  - HostPort:       Disabled");
+        println!("Programs:");
+        for p in &a.programs {
+            let shown: Vec<&str> = p.targets.iter().take(4).map(String::as_str).collect();
+            let more = p.targets.len().saturating_sub(4);
+            println!(
+                "  {:<16} {:<22} {}{}",
+                p.program,
+                p.hook,
+                shown.join(", "),
+                if more > 0 {
+                    format!(" (+{more})")
+                } else {
+                    String::new()
+                }
+            );
+        }
+        if !a.warnings.is_empty() {
+            println!("Warnings:");
+            for w in &a.warnings {
+                println!("  {w}");
+            }
+        }
+    }
+    println!(
+        "BPF Maps:   dynamic sizing: off   (pinned at {})",
+        paths.bpf_node_dir(&node).display()
+    );
+    println!("  {:<20} {:>10} {:>10}", "Name", "Size", "In use");
+    for f in &fills {
+        println!("  {:<20} {:>10} {:>10}", f.name, f.max_entries, f.in_use);
+    }
+    if !drops.is_empty() {
+        println!("Drops:");
+        for d in &drops {
+            println!(
+                "  {:<24} ({:>3}) {:>10}   {}",
+                d.reason, d.code, d.count, d.description
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `tollway bpf`.
+#[derive(Args, Debug)]
+pub struct BpfArgs {
+    #[command(subcommand)]
+    command: BpfCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum BpfCommand {
+    /// Load-balancing maps.
+    Lb {
+        #[command(subcommand)]
+        command: ListOnly,
+    },
+    /// Connection tracking.
+    Ct {
+        #[command(subcommand)]
+        command: ListOnly,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ListOnly {
+    /// List the entries.
+    List {
+        #[command(flatten)]
+        node: NodeArg,
+        /// Output: json.
+        #[arg(short = 'o', long)]
+        output: Option<String>,
+        /// Accepted for `cilium bpf ct list global`.
+        #[arg(hide = true)]
+        scope: Option<String>,
+    },
+}
+
+/// `tollway bpf lb list` / `bpf ct list`.
+pub fn bpf(lab: &str, args: BpfArgs) -> Result<ExitCode> {
+    match args.command {
+        BpfCommand::Lb {
+            command: ListOnly::List { node, output, .. },
+        } => {
+            let (_, paths, node) = resolve(lab, &node)?;
+            let rows = inspect::lb_list(&open_maps(&paths, &node)?)?;
+            if json_flag(&output)? {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                print!("{}", inspect::render_lb_list(&rows));
+            }
+        }
+        BpfCommand::Ct {
+            command: ListOnly::List { node, output, .. },
+        } => {
+            let (_, paths, node) = resolve(lab, &node)?;
+            let rows = inspect::ct_list(&open_maps(&paths, &node)?)?;
+            if json_flag(&output)? {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                print!("{}", inspect::render_ct_list(&rows));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `tollway service`.
+#[derive(Args, Debug)]
+pub struct ServiceArgs {
+    #[command(subcommand)]
+    command: ListOnly,
+}
+
+/// `tollway service list`.
+pub fn service(lab: &str, args: ServiceArgs) -> Result<ExitCode> {
+    let ListOnly::List { node, output, .. } = args.command;
+    let (_, paths, node) = resolve(lab, &node)?;
+    let rows = inspect::lb_list(&open_maps(&paths, &node)?)?;
+    if json_flag(&output)? {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        print!("{}", inspect::render_service_list(&rows));
+    }
+    Ok(ExitCode::SUCCESS)
+}
