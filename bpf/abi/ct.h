@@ -71,7 +71,7 @@ struct tw_ct_entry {
 	__u16 state;          /* offset 46: TW_CT_S_* */
 	__u8 tx_flags_seen;   /* offset 48: TCP flags seen from the originator */
 	__u8 rx_flags_seen;   /* offset 49: TCP flags seen from the responder */
-	__u16 pad;            /* offset 50: zero */
+	__be16 nat_port;      /* offset 50: SERVICE entries of SNATed NodePort flows: the node's source port */
 	__u32 created;        /* offset 52: bpf_ktime_get_ns() / 1e9 at creation */
 	__u64 reserved;       /* offset 56: zero */
 };
@@ -87,7 +87,7 @@ TW_ABI_ASSERT_OFFSET(struct tw_ct_entry, rev_nat_index, 44);
 TW_ABI_ASSERT_OFFSET(struct tw_ct_entry, state, 46);
 TW_ABI_ASSERT_OFFSET(struct tw_ct_entry, tx_flags_seen, 48);
 TW_ABI_ASSERT_OFFSET(struct tw_ct_entry, rx_flags_seen, 49);
-TW_ABI_ASSERT_OFFSET(struct tw_ct_entry, pad, 50);
+TW_ABI_ASSERT_OFFSET(struct tw_ct_entry, nat_port, 50);
 TW_ABI_ASSERT_OFFSET(struct tw_ct_entry, created, 52);
 TW_ABI_ASSERT_OFFSET(struct tw_ct_entry, reserved, 56);
 

@@ -76,8 +76,9 @@ abi_struct! {
         pub tx_flags_seen: u8,
         /// TCP flags seen from the responder.
         pub rx_flags_seen: u8,
-        /// Zero.
-        pub pad: u16,
+        /// SERVICE entries of SNATed NodePort flows: the node's source port
+        /// (`__be16`).
+        pub nat_port: u16,
         /// Creation time, seconds of `bpf_ktime_get_ns()`.
         pub created: u32,
         /// Zero.

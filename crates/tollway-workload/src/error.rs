@@ -73,6 +73,15 @@ pub enum WorkloadError {
         /// The count as given.
         count: u32,
     },
+    /// A probe option does not fit the target or the other options (`--hold-ms` without a
+    /// tcp:// target, `--local-port 0`, ...).
+    #[error("invalid {option}: {reason}")]
+    InvalidOption {
+        /// The flag, like `"--hold-ms"`.
+        option: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The probe report could not be rendered as JSON.
     #[error("cannot serialize the probe report: {source}")]
     Serialize {

@@ -18,14 +18,24 @@ pub use error::WorkloadError;
 pub use probe::{Attempt, AttemptResult, OutputFormat, ProbeArgs, ProbeReport, Summary};
 pub use serve::{BoundAddrs, ServeArgs, Server};
 
-/// Serves until SIGTERM or SIGINT, then drains in-flight work and returns `Ok(())`.
+/// Serves until SIGTERM or SIGINT, keeps serving for `--shutdown-delay-ms` (a second
+/// signal cuts that short), then drains in-flight work and returns `Ok(())`.
 ///
 /// Fails before serving if a listener cannot be bound, the pod name cannot be determined
 /// or the signal handlers cannot be installed.
 pub async fn serve(args: ServeArgs) -> Result<(), WorkloadError> {
-    let shutdown = serve::ShutdownSignal::install()?;
+    let signals = serve::ShutdownSignal::install()?;
     let server = Server::bind(args).await?;
-    server.run(shutdown.wait()).await;
+    let mut first = signals.spawn_counter();
+    let mut second = first.clone();
+    // A closed channel (the counter task is gone) also means: go on shutting down.
+    let shutdown = async move {
+        let _ = first.wait_for(|n| *n >= 1).await;
+    };
+    let hurry = async move {
+        let _ = second.wait_for(|n| *n >= 2).await;
+    };
+    server.run_until(shutdown, hurry).await;
     Ok(())
 }
 

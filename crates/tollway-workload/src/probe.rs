@@ -22,6 +22,9 @@ pub const DEFAULT_UDP_PAYLOAD: &str = "tollway-probe";
 /// Longest body shown by [`ProbeReport::render_text`], in characters.
 pub const TEXT_BODY_CHARS: usize = 80;
 
+/// The ping period of `--hold-ms` when `--interval-ms` is 0 (not given).
+pub const DEFAULT_HOLD_INTERVAL_MS: u64 = 100;
+
 /// Arguments of `tollway workload probe`.
 #[derive(clap::Args, Debug, Clone, PartialEq, Eq)]
 pub struct ProbeArgs {
@@ -44,12 +47,28 @@ pub struct ProbeArgs {
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub count: u32,
-    /// Pause between attempts.
+    /// Pause between attempts; with --hold-ms, the period of the pings (0 means 100).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub interval_ms: u64,
     /// Speak HTTP/2 with prior knowledge (h2c) instead of HTTP/1.1.
     #[arg(long)]
     pub http2: bool,
+    /// Bind the client socket to this source port (SO_REUSEADDR; TCP connections are
+    /// closed with SO_LINGER 0, i.e. a RST, so every attempt can reuse the port at once).
+    #[arg(long, value_name = "PORT",
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub local_port: Option<u16>,
+    /// One connection or socket for all attempts: a connected UDP socket, a keep-alive
+    /// HTTP/1.1 (or h2c) connection reopened only if it breaks, or one TCP connection
+    /// with a `ping <seq>` line echoed per attempt after the greeting.
+    #[arg(long)]
+    pub reuse: bool,
+    /// tcp:// only: keep one connection for N ms, sending `ping <seq>` every
+    /// --interval-ms and expecting it echoed; one attempt for the greeting, then one per
+    /// exchange.
+    #[arg(long, value_name = "N", conflicts_with = "count",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub hold_ms: Option<u64>,
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value_t)]
     pub output: OutputFormat,
@@ -67,6 +86,9 @@ impl ProbeArgs {
             count: 1,
             interval_ms: 0,
             http2: false,
+            local_port: None,
+            reuse: false,
+            hold_ms: None,
             output: OutputFormat::Text,
         }
     }
@@ -94,7 +116,8 @@ pub enum AttemptResult {
     Timeout,
     /// ECONNRESET, or the connection closed before an answer.
     Reset,
-    /// A malformed or protocol-broken HTTP exchange.
+    /// A malformed or protocol-broken HTTP exchange (also: a TCP echo that is not the
+    /// line sent).
     HttpError,
     /// EHOSTUNREACH/ENETUNREACH, an unresolvable host, or another socket error.
     Unreachable,
@@ -139,12 +162,26 @@ pub struct Attempt {
     /// What went wrong, when `result` is not `ok`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    /// The probe's own socket address, once a socket was connected.
+    /// The probe's own socket address (`getsockname()`), once a socket was connected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub local_addr: Option<SocketAddr>,
-    /// The address the target resolved to.
+    /// The peer: `getpeername()` of the connected socket (a socket-level load balancer
+    /// may show the service address here, not the backend's), else the address the
+    /// target resolved to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote_addr: Option<SocketAddr>,
+    /// With `--reuse`: the connection of the earlier attempts was closed or broken, so
+    /// this attempt opened a new one.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub reconnected: bool,
+    /// For a TCP line exchange (`--hold-ms`, or `--reuse` after the greeting): the
+    /// `<seq>` of the `ping <seq>` line sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u32>,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 impl Attempt {
@@ -207,6 +244,9 @@ impl ProbeReport {
                     line.push_str(&format!(" {status}"));
                 }
                 line.push_str(&format!(" latency={}us", a.latency_us));
+                if a.reconnected {
+                    line.push_str(" reconnected");
+                }
                 if a.result == AttemptResult::Ok {
                     line.push_str(&format!(" body={}", truncate(&a.body, TEXT_BODY_CHARS)));
                 }
@@ -294,47 +334,261 @@ pub(crate) async fn run(args: ProbeArgs) -> Result<ProbeReport, WorkloadError> {
     if args.count == 0 {
         return Err(WorkloadError::InvalidCount { count: args.count });
     }
-    let timeout = Duration::from_millis(args.timeout_ms);
-    let udp_payload = args
-        .data
-        .as_deref()
-        .unwrap_or(DEFAULT_UDP_PAYLOAD)
-        .as_bytes();
-    let mut attempts = Vec::new();
-    for i in 0..args.count {
-        if i > 0 && args.interval_ms > 0 {
-            tokio::time::sleep(Duration::from_millis(args.interval_ms)).await;
+    if args.local_port == Some(0) {
+        return Err(WorkloadError::InvalidOption {
+            option: "--local-port",
+            reason: "port 0 is not a fixed port; leave the flag out for an ephemeral one".into(),
+        });
+    }
+    if let Some(hold_ms) = args.hold_ms {
+        let reason = if target.scheme != Scheme::Tcp {
+            Some("it needs a tcp:// target")
+        } else if hold_ms == 0 {
+            Some("at least 1 ms is needed")
+        } else if args.count != 1 {
+            Some("it cannot be combined with --count: it makes one exchange per --interval-ms")
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            return Err(WorkloadError::InvalidOption {
+                option: "--hold-ms",
+                reason: reason.into(),
+            });
         }
-        let budget = Budget {
-            deadline: Instant::now() + timeout,
-            timeout,
+    }
+    let mut prober = Prober {
+        plan: Plan {
+            target: &target,
+            request: &request,
+            payload: args
+                .data
+                .as_deref()
+                .unwrap_or(DEFAULT_UDP_PAYLOAD)
+                .as_bytes(),
+            local_port: args.local_port,
+            timeout: Duration::from_millis(args.timeout_ms),
+            reuse: args.reuse || args.hold_ms.is_some(),
+        },
+        http: None,
+        udp: None,
+        tcp: None,
+        pings: 0,
+        connected_before: false,
+    };
+    let mut attempts = Vec::new();
+    if let Some(hold_ms) = args.hold_ms {
+        let interval = match args.interval_ms {
+            0 => DEFAULT_HOLD_INTERVAL_MS,
+            ms => ms,
         };
-        let mut local = None;
-        let mut remote = None;
-        let mut start = Instant::now();
-        let outcome = match resolve(&target.host, target.port, budget).await {
-            Err(failure) => Err(failure),
-            Ok(addr) => {
-                remote = Some(addr);
-                start = Instant::now();
-                match target.scheme {
-                    Scheme::Http => {
-                        let exchange = http::exchange(addr, &request, &mut local);
-                        tokio::time::timeout_at(budget.deadline, exchange)
-                            .await
-                            .unwrap_or_else(|_| Err(budget.timed_out("HTTP answer")))
-                    }
-                    Scheme::Tcp => transport::tcp_greeting(addr, budget, &mut local).await,
-                    Scheme::Udp => {
-                        transport::udp_exchange(addr, udp_payload, budget, &mut local).await
-                    }
-                }
+        attempts.push(prober.attempt().await);
+        if prober.tcp.is_some() {
+            let anchor = Instant::now();
+            let exchanges = (hold_ms / interval).max(1);
+            for k in 1..=exchanges {
+                let offset = Duration::from_millis(interval.saturating_mul(k));
+                tokio::time::sleep_until(anchor + offset).await;
+                attempts.push(prober.attempt().await);
             }
-        };
-        let latency_us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
-        attempts.push(to_attempt(outcome, latency_us, local, remote));
+        }
+    } else {
+        for i in 0..args.count {
+            if i > 0 && args.interval_ms > 0 {
+                tokio::time::sleep(Duration::from_millis(args.interval_ms)).await;
+            }
+            attempts.push(prober.attempt().await);
+        }
     }
     Ok(ProbeReport::new(args.target, attempts))
+}
+
+/// What every attempt does.
+#[derive(Debug, Clone, Copy)]
+struct Plan<'a> {
+    target: &'a target::Target,
+    request: &'a http::RequestSpec,
+    payload: &'a [u8],
+    local_port: Option<u16>,
+    timeout: Duration,
+    reuse: bool,
+}
+
+/// The [`Plan`], and what `--reuse` keeps between attempts. (The kept HTTP connection is
+/// not `Sync`: methods that await take `&mut self`, or are on the `Plan`, so that the
+/// probe future stays `Send`.)
+#[derive(Debug)]
+struct Prober<'a> {
+    plan: Plan<'a>,
+    http: Option<http::HttpConnection>,
+    udp: Option<transport::UdpSession>,
+    tcp: Option<transport::TcpSession>,
+    /// `ping <seq>` lines sent so far on `tcp`.
+    pings: u32,
+    /// An earlier attempt established a connection (so a new one is a reconnect).
+    connected_before: bool,
+}
+
+/// What is known about an attempt besides its outcome.
+#[derive(Debug)]
+struct Meta {
+    start: Instant,
+    local: Option<SocketAddr>,
+    remote: Option<SocketAddr>,
+    reconnected: bool,
+    seq: Option<u32>,
+}
+
+impl Plan<'_> {
+    /// Resolves the target and restarts the latency clock (resolving is not timed).
+    async fn resolve(&self, budget: Budget, meta: &mut Meta) -> Result<SocketAddr, Failure> {
+        let addr = resolve(&self.target.host, self.target.port, budget).await?;
+        meta.remote = Some(addr);
+        meta.start = Instant::now();
+        Ok(addr)
+    }
+
+    /// A new connection or socket for this attempt alone.
+    async fn fresh(&self, budget: Budget, meta: &mut Meta) -> Outcome {
+        let addr = self.resolve(budget, meta).await?;
+        let local_port = self.local_port;
+        let (local, remote) = (&mut meta.local, &mut meta.remote);
+        match self.target.scheme {
+            Scheme::Http => {
+                let exchange = http::exchange(addr, self.request, local_port, local, remote);
+                tokio::time::timeout_at(budget.deadline, exchange)
+                    .await
+                    .unwrap_or_else(|_| Err(budget.timed_out("HTTP answer")))
+            }
+            Scheme::Tcp => transport::tcp_greeting(addr, local_port, budget, local, remote).await,
+            Scheme::Udp => {
+                transport::udp_exchange(addr, local_port, self.payload, budget, local, remote).await
+            }
+        }
+    }
+}
+
+impl Prober<'_> {
+    async fn attempt(&mut self) -> Attempt {
+        let plan = self.plan;
+        let budget = Budget {
+            deadline: Instant::now() + plan.timeout,
+            timeout: plan.timeout,
+        };
+        let mut meta = Meta {
+            start: Instant::now(),
+            local: None,
+            remote: None,
+            reconnected: false,
+            seq: None,
+        };
+        let outcome = match (plan.reuse, plan.target.scheme) {
+            (false, _) => plan.fresh(budget, &mut meta).await,
+            (true, Scheme::Http) => self.http_reused(budget, &mut meta).await,
+            (true, Scheme::Tcp) => self.tcp_reused(budget, &mut meta).await,
+            (true, Scheme::Udp) => self.udp_reused(budget, &mut meta).await,
+        };
+        let latency_us = u64::try_from(meta.start.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let mut attempt = to_attempt(outcome, latency_us, meta.local, meta.remote);
+        attempt.reconnected = meta.reconnected;
+        attempt.seq = meta.seq;
+        attempt
+    }
+
+    /// The kept HTTP connection if it is still usable, else a new one (kept if the
+    /// exchange works). A failed exchange drops the connection: its state is unknown.
+    async fn http_reused(&mut self, budget: Budget, meta: &mut Meta) -> Outcome {
+        if let Some(conn) = &mut self.http {
+            meta.local = conn.local;
+            meta.remote = conn.remote;
+            let ready = tokio::time::timeout_at(budget.deadline, conn.ready()).await;
+            match ready {
+                Err(_) => {
+                    self.http = None;
+                    return Err(budget.timed_out("room for a request on the kept connection"));
+                }
+                Ok(true) => {
+                    let send =
+                        tokio::time::timeout_at(budget.deadline, conn.send(self.plan.request));
+                    let outcome = send
+                        .await
+                        .unwrap_or_else(|_| Err(budget.timed_out("HTTP answer")));
+                    if outcome.is_err() {
+                        self.http = None;
+                    }
+                    return outcome;
+                }
+                Ok(false) => {
+                    // Closed by the server (keep-alive timeout, shutdown, GOAWAY, ...)
+                    // before this request was sent: reconnect.
+                    self.http = None;
+                    meta.local = None;
+                }
+            }
+        }
+        meta.reconnected = self.connected_before;
+        let addr = self.plan.resolve(budget, meta).await?;
+        let connect = http::HttpConnection::connect(
+            addr,
+            self.plan.request,
+            self.plan.local_port,
+            &mut meta.local,
+            &mut meta.remote,
+        );
+        let mut conn = match tokio::time::timeout_at(budget.deadline, connect).await {
+            Err(_) => return Err(budget.timed_out("HTTP connection")),
+            Ok(Err(failure)) => return Err(failure),
+            Ok(Ok(conn)) => conn,
+        };
+        self.connected_before = true;
+        let outcome = tokio::time::timeout_at(budget.deadline, conn.send(self.plan.request))
+            .await
+            .unwrap_or_else(|_| Err(budget.timed_out("HTTP answer")));
+        if outcome.is_ok() {
+            self.http = Some(conn);
+        }
+        outcome
+    }
+
+    /// The first successful attempt connects and reads the greeting; every later one
+    /// sends a `ping <seq>` line on that connection. A broken connection is not
+    /// replaced: its later attempts fail with `reset`.
+    async fn tcp_reused(&mut self, budget: Budget, meta: &mut Meta) -> Outcome {
+        if let Some(session) = &mut self.tcp {
+            self.pings += 1;
+            meta.local = session.local;
+            meta.remote = session.remote;
+            meta.seq = Some(self.pings);
+            return session.ping(self.pings, budget).await;
+        }
+        let addr = self.plan.resolve(budget, meta).await?;
+        let (answer, session) = transport::tcp_connect(
+            addr,
+            self.plan.local_port,
+            budget,
+            &mut meta.local,
+            &mut meta.remote,
+        )
+        .await?;
+        self.tcp = Some(session);
+        Ok(answer)
+    }
+
+    /// One connected UDP socket for every attempt; a failed attempt (timeout, ICMP
+    /// refused) keeps it.
+    async fn udp_reused(&mut self, budget: Budget, meta: &mut Meta) -> Outcome {
+        let session = match &mut self.udp {
+            Some(session) => session,
+            None => {
+                let addr = self.plan.resolve(budget, meta).await?;
+                self.udp
+                    .insert(transport::udp_open(addr, self.plan.local_port).await?)
+            }
+        };
+        meta.local = session.local;
+        meta.remote = session.remote;
+        session.exchange(self.plan.payload, budget).await
+    }
 }
 
 fn to_attempt(
@@ -353,6 +607,8 @@ fn to_attempt(
             error: None,
             local_addr,
             remote_addr,
+            reconnected: false,
+            seq: None,
         },
         Err(failure) => Attempt {
             result: failure.result,
@@ -363,6 +619,8 @@ fn to_attempt(
             error: Some(failure.error),
             local_addr,
             remote_addr,
+            reconnected: false,
+            seq: None,
         },
     }
 }
@@ -404,6 +662,8 @@ mod tests {
             error: (result != AttemptResult::Ok).then(|| "boom".to_owned()),
             local_addr: None,
             remote_addr: None,
+            reconnected: false,
+            seq: None,
         }
     }
 
@@ -444,8 +704,38 @@ mod tests {
         assert_eq!((a.timeout_ms, a.count, a.interval_ms), (50, 3, 7));
         assert!(a.http2);
         assert_eq!(a.output, OutputFormat::Json);
+        assert_eq!((a.local_port, a.reuse, a.hold_ms), (None, false, None));
         assert!(Cli::try_parse_from(["probe", "tcp://h:1", "--count", "0"]).is_err());
         assert!(Cli::try_parse_from(["probe", "tcp://h:1", "-o", "yaml"]).is_err());
+    }
+
+    #[test]
+    fn cli_new_flags() {
+        let cli = Cli::try_parse_from([
+            "probe",
+            "tcp://h:1",
+            "--local-port",
+            "40000",
+            "--reuse",
+            "--hold-ms",
+            "5000",
+            "--interval-ms",
+            "250",
+        ])
+        .unwrap();
+        let a = cli.args;
+        assert_eq!(a.local_port, Some(40000));
+        assert!(a.reuse);
+        assert_eq!((a.hold_ms, a.interval_ms), (Some(5000), 250));
+        for bad in [
+            &["--local-port", "0"][..],
+            &["--local-port", "70000"],
+            &["--hold-ms", "0"],
+            &["--hold-ms", "100", "--count", "2"],
+        ] {
+            let argv = ["probe", "tcp://h:1"].iter().chain(bad);
+            assert!(Cli::try_parse_from(argv).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
@@ -483,7 +773,14 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();
         let ok = &v["attempts"][0];
         assert_eq!(ok["result"], "ok");
-        for absent in ["status", "headers", "error", "local_addr"] {
+        for absent in [
+            "status",
+            "headers",
+            "error",
+            "local_addr",
+            "reconnected",
+            "seq",
+        ] {
             assert!(ok.get(absent).is_none(), "{absent} in {ok}");
         }
         assert_eq!(v["attempts"][1]["result"], "refused");

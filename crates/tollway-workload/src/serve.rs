@@ -41,10 +41,15 @@ pub struct ServeArgs {
     /// Address to bind every listener to.
     #[arg(long, value_name = "ADDR", default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
     pub bind: IpAddr,
+    /// On SIGTERM/SIGINT keep serving normally (and accepting) for N ms before the
+    /// graceful shutdown starts, like a preStop sleep; a second signal ends the wait.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub shutdown_delay_ms: u64,
 }
 
 impl Default for ServeArgs {
-    /// No ports (hence HTTP on 8080), no name, bind 0.0.0.0: the same as no flags.
+    /// No ports (hence HTTP on 8080), no name, bind 0.0.0.0, no shutdown delay: the same
+    /// as no flags.
     fn default() -> Self {
         Self {
             http: Vec::new(),
@@ -52,6 +57,7 @@ impl Default for ServeArgs {
             udp: Vec::new(),
             name: None,
             bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            shutdown_delay_ms: 0,
         }
     }
 }
@@ -88,6 +94,7 @@ pub struct Server {
     tcp: Vec<(TcpListener, SocketAddr)>,
     udp: Vec<(UdpSocket, SocketAddr)>,
     grace: Duration,
+    shutdown_delay: Duration,
 }
 
 impl Server {
@@ -114,6 +121,7 @@ impl Server {
             tcp,
             udp,
             grace: DEFAULT_GRACE_PERIOD,
+            shutdown_delay: Duration::from_millis(args.shutdown_delay_ms),
         })
     }
 
@@ -139,11 +147,30 @@ impl Server {
         self
     }
 
-    /// Serves until `shutdown` completes, then stops accepting, lets in-flight HTTP
-    /// requests and TCP connections run for up to the grace period, and returns.
+    /// Changes how long the server keeps serving normally after `shutdown` completes,
+    /// before it stops accepting (default: `--shutdown-delay-ms`, 0 = none).
+    #[must_use]
+    pub fn with_shutdown_delay(mut self, delay: Duration) -> Self {
+        self.shutdown_delay = delay;
+        self
+    }
+
+    /// Serves until `shutdown` completes, keeps serving normally for the shutdown delay,
+    /// then stops accepting, lets in-flight HTTP requests and TCP connections run for up
+    /// to the grace period, and returns.
     pub async fn run<F>(self, shutdown: F)
     where
         F: Future<Output = ()>,
+    {
+        self.run_until(shutdown, std::future::pending()).await;
+    }
+
+    /// Like [`Server::run`], but `hurry` completing during the shutdown delay ends the
+    /// delay early (a second SIGTERM/SIGINT). `hurry` is only polled during the delay.
+    pub(crate) async fn run_until<F, G>(self, shutdown: F, hurry: G)
+    where
+        F: Future<Output = ()>,
+        G: Future<Output = ()>,
     {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut listeners = JoinSet::new();
@@ -171,6 +198,16 @@ impl Server {
         drop(stop_rx);
 
         shutdown.await;
+        if !self.shutdown_delay.is_zero() {
+            eprintln!(
+                "shutdown requested: still serving for {}ms (--shutdown-delay-ms) before draining",
+                self.shutdown_delay.as_millis()
+            );
+            tokio::select! {
+                () = tokio::time::sleep(self.shutdown_delay) => {}
+                () = hurry => eprintln!("second shutdown signal: ending the shutdown delay early"),
+            }
+        }
         eprintln!(
             "shutting down: no new connections, draining for up to {}ms",
             self.grace.as_millis()
@@ -242,8 +279,13 @@ impl ShutdownSignal {
     }
 
     /// Completes when SIGTERM or SIGINT arrives.
-    #[cfg(unix)]
     pub async fn wait(mut self) {
+        self.next().await;
+    }
+
+    /// Completes when the next SIGTERM or SIGINT arrives, and logs it.
+    #[cfg(unix)]
+    pub async fn next(&mut self) {
         let name = tokio::select! {
             _ = self.term.recv() => "SIGTERM",
             _ = self.int.recv() => "SIGINT",
@@ -251,12 +293,25 @@ impl ShutdownSignal {
         eprintln!("received {name}");
     }
 
-    /// Completes on Ctrl-C (non-unix platforms).
+    /// Completes on the next Ctrl-C (non-unix platforms).
     #[cfg(not(unix))]
-    pub async fn wait(self) {
+    pub async fn next(&mut self) {
         if let Err(err) = tokio::signal::ctrl_c().await {
             eprintln!("cannot wait for Ctrl-C ({err}); shutting down");
         }
+    }
+
+    /// Counts signals in the background: the receiver sees 1 after the first signal, 2
+    /// after the second (then the task ends).
+    pub(crate) fn spawn_counter(mut self) -> watch::Receiver<u32> {
+        let (tx, rx) = watch::channel(0u32);
+        tokio::spawn(async move {
+            for _ in 0..2 {
+                self.next().await;
+                tx.send_modify(|n| *n += 1);
+            }
+        });
+        rx
     }
 }
 
@@ -355,6 +410,29 @@ mod tests {
         assert_eq!(cli.args.http_ports(), vec![80, 8081]);
         assert_eq!(cli.args.name.as_deref(), Some("web-0"));
         assert_eq!(cli.args.bind, "::1".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn shutdown_delay_flag() {
+        let cli = Cli::try_parse_from(["serve", "--shutdown-delay-ms", "15000"]).unwrap();
+        assert_eq!(cli.args.shutdown_delay_ms, 15_000);
+        assert!(Cli::try_parse_from(["serve", "--shutdown-delay-ms", "-1"]).is_err());
+    }
+
+    #[tokio::test]
+    async fn second_signal_ends_the_delay() {
+        let args = ServeArgs {
+            http: vec![0],
+            name: Some("p".into()),
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            shutdown_delay_ms: 60_000,
+            ..ServeArgs::default()
+        };
+        let server = Server::bind(args).await.unwrap();
+        let run = server.run_until(std::future::ready(()), std::future::ready(()));
+        tokio::time::timeout(Duration::from_secs(5), run)
+            .await
+            .expect("the second signal ends the 60 s delay");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -32,9 +32,25 @@ async fn start(http: usize, tcp: usize, udp: usize) -> Running {
         udp: vec![0; udp],
         name: Some(POD.into()),
         bind: LOCALHOST,
+        ..ServeArgs::default()
     };
-    let server = Server::bind(args).await.unwrap();
-    assert_eq!(server.pod_name(), POD);
+    start_with(args, None).await
+}
+
+/// Starts a server for `args` (bound to 127.0.0.1), with another grace period if given.
+async fn start_with(args: ServeArgs, grace: Option<Duration>) -> Running {
+    let args = ServeArgs {
+        bind: LOCALHOST,
+        ..args
+    };
+    let name = args.name.clone();
+    let mut server = Server::bind(args).await.unwrap();
+    if let Some(name) = name {
+        assert_eq!(server.pod_name(), name);
+    }
+    if let Some(grace) = grace {
+        server = server.with_grace_period(grace);
+    }
     let addrs = server.local_addrs();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(server.run(async {
@@ -480,4 +496,424 @@ async fn unresolvable_host_is_unreachable() {
         "{a:?}"
     );
     assert!(!report.success());
+}
+
+/// A port that was free on 127.0.0.1 a moment ago, for `--local-port`.
+async fn free_port() -> u16 {
+    closed_port().await.port()
+}
+
+fn ports(report: &ProbeReport) -> Vec<u16> {
+    report
+        .attempts
+        .iter()
+        .map(|a| {
+            a.local_addr
+                .unwrap_or_else(|| panic!("no local_addr: {a:?}"))
+                .port()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn shutdown_delay_keeps_serving_then_closes() {
+    const DELAY: Duration = Duration::from_millis(400);
+    let args = ServeArgs {
+        http: vec![0],
+        tcp: vec![0],
+        udp: vec![0],
+        name: Some(POD.into()),
+        shutdown_delay_ms: 400,
+        ..ServeArgs::default()
+    };
+    let s = start_with(args, None).await;
+    let targets = [
+        format!("http://{}/hostname", s.addrs.http[0]),
+        format!("tcp://{}", s.addrs.tcp[0]),
+        format!("udp://{}", s.addrs.udp[0]),
+    ];
+    let signalled = Instant::now();
+    s.stop.send(()).unwrap();
+    // The test runtime has one thread: this pause lets the server see the signal (and,
+    // without a delay, close its listeners) before the probes below.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!s.task.is_finished(), "run() returned before the delay");
+    for target in &targets {
+        // New connections and datagrams, sent after the signal.
+        let report = probe_with(target.clone(), |a| a.timeout_ms = 1000).await;
+        assert!(report.success(), "{target} during the delay: {report:?}");
+        assert_eq!(report.attempts[0].body, POD);
+    }
+    within("run() after the delay", s.task).await.unwrap();
+    assert!(signalled.elapsed() >= DELAY, "{:?}", signalled.elapsed());
+    for target in &targets {
+        let report = probe_with(target.clone(), |a| a.timeout_ms = 1000).await;
+        assert_eq!(
+            report.attempts[0].result,
+            AttemptResult::Refused,
+            "{target}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn local_port_pins_the_source_port() {
+    let s = start(1, 1, 1).await;
+    let http = s.addrs.http[0];
+    for http2 in [false, true] {
+        let port = free_port().await;
+        let report = probe_with(format!("http://{http}/echo"), |a| {
+            a.local_port = Some(port);
+            a.count = 3;
+            a.http2 = http2;
+        })
+        .await;
+        assert!(report.success(), "http2={http2}: {report:?}");
+        assert_eq!(ports(&report), [port; 3], "http2={http2}");
+        for (i, a) in report.attempts.iter().enumerate() {
+            // What the server saw: the same source port on every attempt.
+            let echo = echo_json(&report, i);
+            assert_eq!(echo["client"], format!("127.0.0.1:{port}"), "http2={http2}");
+            assert_eq!(a.remote_addr, Some(http));
+        }
+    }
+
+    let port = free_port().await;
+    for target in [
+        format!("tcp://{}", s.addrs.tcp[0]),
+        format!("udp://{}", s.addrs.udp[0]),
+    ] {
+        let report = probe_with(target.clone(), |a| {
+            a.local_port = Some(port);
+            a.count = 3;
+        })
+        .await;
+        assert!(report.success(), "{target}: {report:?}");
+        assert_eq!(ports(&report), [port; 3], "{target}");
+        for a in &report.attempts {
+            assert_eq!(a.body, POD);
+            assert_eq!(a.remote_addr.unwrap().to_string(), target[6..], "{target}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn local_port_in_use_fails_the_attempt() {
+    let taken = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).await.unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let s = start(0, 0, 1).await;
+    let report = probe_with(format!("udp://{}", s.addrs.udp[0]), |a| {
+        a.local_port = Some(port);
+    })
+    .await;
+    let a = &report.attempts[0];
+    assert_ne!(a.result, AttemptResult::Ok, "{a:?}");
+    assert!(
+        a.error
+            .as_deref()
+            .unwrap()
+            .contains(&format!("local port {port}")),
+        "{a:?}"
+    );
+}
+
+#[tokio::test]
+async fn reuse_udp_sends_every_datagram_from_one_socket() {
+    // A stand-in server that records the source of every datagram.
+    let responder = UdpSocket::bind((LOCALHOST, 0)).await.unwrap();
+    let addr = responder.local_addr().unwrap();
+    let recorder = tokio::spawn(async move {
+        let mut peers = Vec::new();
+        let mut buf = [0u8; 1500];
+        for _ in 0..3 {
+            let (_, peer) = responder.recv_from(&mut buf).await.unwrap();
+            responder.send_to(b"recorder", peer).await.unwrap();
+            peers.push(peer);
+        }
+        peers
+    });
+    let report = probe_with(format!("udp://{addr}"), |a| {
+        a.reuse = true;
+        a.count = 3;
+    })
+    .await;
+    assert!(report.success(), "{report:?}");
+    let peers = within("the recorder", recorder).await.unwrap();
+    let local = report.attempts[0].local_addr.unwrap();
+    assert_eq!(peers, [local; 3], "the server saw one client socket");
+    for a in &report.attempts {
+        assert_eq!(a.body, "recorder");
+        assert_eq!(a.local_addr, Some(local));
+        assert_eq!(a.remote_addr, Some(addr));
+    }
+    let json: Value = serde_json::from_str(&report.to_json().unwrap()).unwrap();
+    assert_eq!(json["attempts"][2]["local_addr"], local.to_string());
+    assert_eq!(json["attempts"][2]["remote_addr"], addr.to_string());
+}
+
+#[tokio::test]
+async fn reuse_udp_survives_a_server_restart() {
+    const INTERVAL: u64 = 300;
+    let udp = |name: &str, port: u16| ServeArgs {
+        udp: vec![port],
+        name: Some(name.into()),
+        ..ServeArgs::default()
+    };
+    let first = start_with(udp("pod-a", 0), None).await;
+    let addr = first.addrs.udp[0];
+    // Attempts at about 0, 300, 600, 900 and 1200 ms; the server is down from 450 to 750.
+    let probe = tokio::spawn(probe_with(format!("udp://{addr}"), |a| {
+        a.reuse = true;
+        a.count = 5;
+        a.interval_ms = INTERVAL;
+        a.timeout_ms = 200;
+    }));
+    tokio::time::sleep(Duration::from_millis(INTERVAL * 3 / 2)).await;
+    first.stop.send(()).unwrap();
+    within("the first server's shutdown", first.task)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(INTERVAL)).await;
+    let second = start_with(udp("pod-b", addr.port()), None).await;
+    assert_eq!(second.addrs.udp[0], addr);
+
+    let report = within("the probe", probe).await.unwrap();
+    let summary: Vec<_> = report
+        .attempts
+        .iter()
+        .map(|a| (a.result, a.body.as_str()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (AttemptResult::Ok, "pod-a"),
+            (AttemptResult::Ok, "pod-a"),
+            (AttemptResult::Refused, ""),
+            (AttemptResult::Ok, "pod-b"),
+            (AttemptResult::Ok, "pod-b"),
+        ],
+        "{report:?}"
+    );
+    let port = report.attempts[0].local_addr.unwrap().port();
+    assert_eq!(ports(&report), [port; 5], "one socket throughout");
+    assert!(report.attempts.iter().all(|a| a.remote_addr == Some(addr)));
+    assert!(!report.success());
+}
+
+#[tokio::test]
+async fn reuse_http_keeps_one_connection() {
+    let s = start(1, 0, 0).await;
+    let addr = s.addrs.http[0];
+    for http2 in [false, true] {
+        let report = probe_with(format!("http://{addr}/echo"), |a| {
+            a.reuse = true;
+            a.count = 3;
+            a.http2 = http2;
+        })
+        .await;
+        assert!(report.success(), "http2={http2}: {report:?}");
+        let port = report.attempts[0].local_addr.unwrap().port();
+        assert_eq!(ports(&report), [port; 3], "http2={http2}");
+        for (i, a) in report.attempts.iter().enumerate() {
+            let echo = echo_json(&report, i);
+            assert_eq!(echo["client"], format!("127.0.0.1:{port}"), "http2={http2}");
+            assert_eq!(a.remote_addr, Some(addr));
+            assert!(!a.reconnected, "http2={http2}: {a:?}");
+        }
+        let json: Value = serde_json::from_str(&report.to_json().unwrap()).unwrap();
+        assert!(json["attempts"][1].get("reconnected").is_none());
+    }
+
+    // Without --reuse every attempt has its own connection.
+    let report = probe_with(format!("http://{addr}/echo"), |a| a.count = 2).await;
+    let clients: Vec<_> = (0..2)
+        .map(|i| echo_json(&report, i)["client"].clone())
+        .collect();
+    assert_ne!(clients[0], clients[1]);
+}
+
+#[tokio::test]
+async fn reuse_http_reconnects_when_the_server_closes() {
+    let s = start(1, 0, 0).await;
+    let addr = s.addrs.http[0];
+    // The server closes after each answer: every later attempt has to reconnect, here
+    // from the same --local-port each time.
+    let port = free_port().await;
+    let report = probe_with(format!("http://{addr}/echo"), |a| {
+        a.reuse = true;
+        a.count = 3;
+        a.local_port = Some(port);
+        a.headers = vec!["connection: close".into()];
+    })
+    .await;
+    assert!(report.success(), "{report:?}");
+    let reconnected: Vec<_> = report.attempts.iter().map(|a| a.reconnected).collect();
+    assert_eq!(reconnected, [false, true, true]);
+    assert_eq!(ports(&report), [port; 3]);
+    let json: Value = serde_json::from_str(&report.to_json().unwrap()).unwrap();
+    assert_eq!(json["attempts"][1]["reconnected"], true);
+    assert!(report.render_text().contains("2: ok 200 latency="));
+    assert!(
+        report
+            .render_text()
+            .lines()
+            .nth(1)
+            .unwrap()
+            .contains(" reconnected")
+    );
+
+    let report = probe_with(format!("http://{addr}/echo"), |a| {
+        a.reuse = true;
+        a.count = 2;
+        a.headers = vec!["connection: close".into()];
+    })
+    .await;
+    assert!(report.success(), "{report:?}");
+    let clients: Vec<_> = (0..2)
+        .map(|i| echo_json(&report, i)["client"].clone())
+        .collect();
+    assert_ne!(clients[0], clients[1], "a new connection after the close");
+}
+
+#[tokio::test]
+async fn reuse_tcp_sends_a_line_per_attempt() {
+    let s = start(0, 1, 0).await;
+    let addr = s.addrs.tcp[0];
+    let report = probe_with(format!("tcp://{addr}"), |a| {
+        a.reuse = true;
+        a.count = 3;
+    })
+    .await;
+    assert!(report.success(), "{report:?}");
+    let bodies: Vec<_> = report.attempts.iter().map(|a| a.body.as_str()).collect();
+    assert_eq!(bodies, [POD, "ping 1", "ping 2"]);
+    let seqs: Vec<_> = report.attempts.iter().map(|a| a.seq).collect();
+    assert_eq!(seqs, [None, Some(1), Some(2)]);
+    let port = report.attempts[0].local_addr.unwrap().port();
+    assert_eq!(ports(&report), [port; 3]);
+    assert!(report.attempts.iter().all(|a| a.remote_addr == Some(addr)));
+}
+
+#[tokio::test]
+async fn hold_exchanges_lines_on_one_connection() {
+    let s = start(0, 1, 0).await;
+    let addr = s.addrs.tcp[0];
+    let started = Instant::now();
+    let report = probe_with(format!("tcp://{addr}"), |a| {
+        a.hold_ms = Some(500);
+        a.interval_ms = 100;
+    })
+    .await;
+    assert!(started.elapsed() >= Duration::from_millis(500));
+    assert!(report.success(), "{report:?}");
+    assert_eq!(
+        report.attempts.len(),
+        1 + 5,
+        "the greeting, then 500/100 exchanges"
+    );
+    assert_eq!(report.attempts[0].body, POD);
+    assert_eq!(report.attempts[0].seq, None);
+    for (k, a) in report.attempts.iter().enumerate().skip(1) {
+        assert_eq!(a.body, format!("ping {k}"));
+        assert_eq!(a.seq, Some(u32::try_from(k).unwrap()));
+        assert_eq!(a.remote_addr, Some(addr));
+    }
+    let port = report.attempts[0].local_addr.unwrap().port();
+    assert_eq!(ports(&report), [port; 6]);
+    let json: Value = serde_json::from_str(&report.to_json().unwrap()).unwrap();
+    assert_eq!(json["attempts"][3]["seq"], 3);
+    assert_eq!(json["attempts"][3]["body"], "ping 3");
+    assert!(json["attempts"][0].get("seq").is_none());
+}
+
+#[tokio::test]
+async fn hold_fails_once_the_server_is_gone() {
+    let args = ServeArgs {
+        tcp: vec![0],
+        name: Some(POD.into()),
+        ..ServeArgs::default()
+    };
+    // A short grace period: the held connection is closed right after the shutdown.
+    let s = start_with(args, Some(Duration::from_millis(10))).await;
+    let addr = s.addrs.tcp[0];
+    // Exchanges at about 200, 400, 600, 800 and 1000 ms; the server stops at 500.
+    let probe = tokio::spawn(probe_with(format!("tcp://{addr}"), |a| {
+        a.hold_ms = Some(1000);
+        a.interval_ms = 200;
+        a.timeout_ms = 150;
+    }));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    s.stop.send(()).unwrap();
+    within("the server's shutdown", s.task).await.unwrap();
+    let report = within("the probe", probe).await.unwrap();
+    assert_eq!(report.attempts.len(), 6, "{report:?}");
+    for a in &report.attempts[..3] {
+        assert_eq!(
+            a.result,
+            AttemptResult::Ok,
+            "before the shutdown: {report:?}"
+        );
+    }
+    for a in &report.attempts[4..] {
+        assert!(
+            matches!(a.result, AttemptResult::Reset | AttemptResult::Timeout),
+            "after the shutdown: {a:?}"
+        );
+        assert!(a.seq.is_some());
+    }
+    assert!(!report.success(), "the exit status is a failure");
+    assert!(report.summary.failed >= 2);
+}
+
+#[tokio::test]
+async fn hold_without_a_server_reports_the_connect() {
+    let addr = closed_port().await;
+    let report = probe_with(format!("tcp://{addr}"), |a| {
+        a.hold_ms = Some(300);
+    })
+    .await;
+    assert_eq!(report.attempts.len(), 1, "{report:?}");
+    assert_eq!(report.attempts[0].result, AttemptResult::Refused);
+    assert!(!report.success());
+}
+
+#[tokio::test]
+async fn invalid_new_options_are_typed_errors() {
+    let mut args = ProbeArgs::new("http://127.0.0.1:1/");
+    args.hold_ms = Some(100);
+    let err = probe(args).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            WorkloadError::InvalidOption {
+                option: "--hold-ms",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("tcp://"), "{err}");
+
+    let mut args = ProbeArgs::new("tcp://127.0.0.1:1");
+    args.hold_ms = Some(100);
+    args.count = 2;
+    let err = probe(args).await.unwrap_err();
+    assert!(matches!(
+        err,
+        WorkloadError::InvalidOption {
+            option: "--hold-ms",
+            ..
+        }
+    ));
+
+    let mut args = ProbeArgs::new("tcp://127.0.0.1:1");
+    args.local_port = Some(0);
+    let err = probe(args).await.unwrap_err();
+    assert!(matches!(
+        err,
+        WorkloadError::InvalidOption {
+            option: "--local-port",
+            ..
+        }
+    ));
 }

@@ -19,8 +19,8 @@ struct Cli {
     #[arg(long, global = true, env = "TOLLWAY_LAB", default_value = "default")]
     lab: String,
     /// Log more (repeat for more detail).
-    #[arg(short = 'v', long = "verbose", global = true, action = clap::ArgAction::Count)]
-    verbose: u8,
+    #[arg(short = 'D', long = "debug", global = true, action = clap::ArgAction::Count)]
+    debug: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -61,7 +61,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(
-        cli.verbose,
+        cli.debug,
         matches!(&cli.command, Command::Lab(l) if l.is_daemon()),
     );
     let result = match cli.command {

@@ -346,18 +346,21 @@ impl NodeDatapath {
                 .and_then(|o| o.program_mut(program))
                 .and_then(|p| p.try_into().ok())
                 .ok_or(LoadError::MissingProgram { object, program })?;
+            // bpf links take no attach flags (BPF_F_ALLOW_MULTI is EINVAL
+            // there): several links on one cgroup always run, in order.
             let id = p
-                .attach(cg.as_fd(), CgroupAttachMode::AllowMultiple)
+                .attach(cg.as_fd(), CgroupAttachMode::Single)
                 .map_err(err)?;
             let link = p.take_link(id).map_err(err)?;
             let fd: FdLink = link.try_into().map_err(|e| LoadError::Cgroup {
                 path: cgroup.to_path_buf(),
                 what: format!("link of {program} is not a bpf link: {e}"),
             })?;
-            let pin = links_dir.join(format!("{program}.{tag}.{generation}"));
+            // bpffs refuses names with a dot.
+            let pin = links_dir.join(format!("{program}-{tag}-{generation}"));
             fd.pin(&pin).map_err(|e| LoadError::Cgroup {
                 path: pin.clone(),
-                what: format!("cannot pin link: {e}"),
+                what: format!("cannot pin link: {}", error_chain(&e)),
             })?;
         }
         for p in &old {
@@ -385,4 +388,17 @@ pub(crate) fn path_tag(p: &Path) -> String {
             (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
         });
     format!("{h:016x}")
+}
+
+/// An error and its sources on one line (aya's pin errors hide the errno in
+/// their source).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
 }

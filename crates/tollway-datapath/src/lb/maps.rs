@@ -164,9 +164,13 @@ impl LbMaps {
     /// Install (or atomically replace) the Maglev table of a frontend: a new
     /// inner array is filled completely, then swapped in with one update.
     pub fn set_maglev(&mut self, rev_nat_index: u16, table: &[u32]) -> Result<(), MapsError> {
+        // The kernel compares map_flags when an inner map is inserted, and
+        // the template of bpf/lib/maps.h has BPF_F_INNER_MAP (so that
+        // tables of any size M are accepted): inner arrays need it too.
+        const BPF_F_INNER_MAP: u32 = 0x1000;
         let len = u32::try_from(table.len()).unwrap_or(u32::MAX);
         let mut inner: Array<MapData, u32> =
-            Array::create(len.max(1), 0).map_err(|source| MapsError::Access {
+            Array::create(len.max(1), BPF_F_INNER_MAP).map_err(|source| MapsError::Access {
                 op: "create inner",
                 name: "tw_lb4_maglev",
                 source,

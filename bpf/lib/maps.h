@@ -1,0 +1,134 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Every map of the node datapath, shared by all programs (lxc.c now,
+ * sock.c and nodeport.c later). Names, key/value types and sizes are the
+ * ABI of bpf/abi/{lb,ct,drop}.h; every map is pinned by name, so all the
+ * objects of a node (and every later load) share the same kernel maps.
+ *
+ * Include this header from exactly one translation unit per object (each
+ * object is its own .c file, so that is every program file).
+ */
+#ifndef TOLLWAY_LIB_MAPS_H
+#define TOLLWAY_LIB_MAPS_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+#include "abi/ct.h"
+#include "abi/drop.h"
+#include "abi/lb.h"
+
+/*
+ * Maps written only by user space (services, backends, rev NAT, socket
+ * skip list) are not preallocated: they are sized for the largest cluster
+ * and mostly empty, and the datapath never inserts into them.
+ */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, TW_LB_SERVICES_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct tw_lb4_key);
+	__type(value, struct tw_lb4_service);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} tw_lb4_services SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, TW_LB_BACKENDS_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32);
+	__type(value, struct tw_lb4_backend);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} tw_lb4_backends SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, TW_LB_REVNAT_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32);
+	__type(value, struct tw_lb4_revnat);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} tw_lb4_revnat SEC(".maps");
+
+/*
+ * Template of the Maglev inner tables. BPF_F_INNER_MAP makes the kernel
+ * accept inner arrays of any max_entries (user space installs arrays of
+ * tw_config.maglev_m entries, which need not be the default); every inner
+ * array must then be created with BPF_F_INNER_MAP too, because the kernel
+ * compares map_flags when an inner map is inserted.
+ */
+struct tw_lb4_maglev_inner {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, TW_LB_MAGLEV_M_DEFAULT);
+	__uint(map_flags, BPF_F_INNER_MAP);
+	__type(key, __u32);
+	__type(value, __u32);
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
+	__uint(max_entries, TW_LB_MAGLEV_MAX);
+	__type(key, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__array(values, struct tw_lb4_maglev_inner);
+} tw_lb4_maglev SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, TW_LB_AFFINITY_MAX);
+	__type(key, struct tw_lb4_affinity_key);
+	__type(value, struct tw_lb_affinity);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} tw_lb4_affinity SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, TW_LB_REVERSE_SK_MAX);
+	__type(key, struct tw_lb4_reverse_sk_key);
+	__type(value, struct tw_lb4_reverse_sk);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} tw_lb4_rev_sk SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, TW_SOCK_SKIP_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u64);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} tw_sock_skip SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tw_config);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} tw_config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, TW_CT_MAX);
+	__type(key, struct tw_ct4_key);
+	__type(value, struct tw_ct_entry);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} tw_ct4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, TW_NODEPORT_NAT_MAX);
+	__type(key, struct tw_ct4_key);
+	__type(value, struct tw_nat4_entry);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} tw_np_nat4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, TW_DROPS_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} tw_drops SEC(".maps");
+
+#endif /* TOLLWAY_LIB_MAPS_H */

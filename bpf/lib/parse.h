@@ -1,0 +1,177 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Parsing of Ethernet + IPv4 + TCP/UDP/ICMP into a struct tw_pkt.
+ *
+ * The result holds values, not pointers: every helper that writes to the
+ * packet (bpf_skb_store_bytes, bpf_l*_csum_replace, bpf_skb_change_tail)
+ * invalidates packet pointers, so later stages work from this copy.
+ */
+#ifndef TOLLWAY_LIB_PARSE_H
+#define TOLLWAY_LIB_PARSE_H
+
+#include "lib/common.h"
+#include "abi/drop.h"
+
+/* tw_pkt.flags */
+#define TW_PKT_F_PORTS 0x01     /* TCP or UDP: sport/dport are ports */
+#define TW_PKT_F_ICMP_ECHO 0x02 /* ICMP echo request or reply: sport = id */
+
+struct tw_pkt {
+	__u32 len;       /* skb->len: bytes accounted in conntrack */
+	__u32 l3_off;    /* offset of the IPv4 header (ETH_HLEN) */
+	__u32 l4_off;    /* offset of the L4 header (l3_off + IHL * 4) */
+	__u32 ihl_len;   /* IPv4 header length in bytes, options included */
+	__u32 l4_len;    /* TCP: doff * 4; UDP, ICMP: 8 */
+	__u32 tot_len;   /* IPv4 total length, host order */
+	__be32 saddr;
+	__be32 daddr;
+	__be16 sport;    /* TCP/UDP source port; ICMP echo: identifier */
+	__be16 dport;    /* TCP/UDP destination port; ICMP: 0 */
+	__be32 seq;      /* TCP only */
+	__be32 ack_seq;  /* TCP only */
+	__u8 proto;
+	__u8 tcp_flags;  /* TCP only: byte 13 of the header */
+	__u8 icmp_type;  /* ICMP only */
+	__u8 flags;      /* TW_PKT_F_* */
+};
+
+/* tw_parse() results besides 0 (parsed, handle it). Negative values are
+ * -reason of a drop. */
+#define TW_PARSE_OK 0
+#define TW_PARSE_PASS 1 /* not for us: let it through untouched */
+
+/*
+ * Makes sure the first `need` bytes are in the linear area (the only part
+ * direct packet access can see), pulling them in if the skb is paged.
+ * Returns -1 if the packet is shorter than `need`.
+ */
+static __always_inline int tw_pull(struct __sk_buff *skb, __u32 need)
+{
+	if (tw_data(skb) + need <= tw_data_end(skb))
+		return 0;
+	if (need > skb->len)
+		return -1;
+	return bpf_skb_pull_data(skb, need) < 0 ? -1 : 0;
+}
+
+static __always_inline int tw_parse_l4(struct __sk_buff *skb, struct tw_pkt *pkt)
+{
+	void *data, *data_end;
+	__u32 off = pkt->l4_off;
+
+	switch (pkt->proto) {
+	case IPPROTO_TCP: {
+		struct tcphdr *tcp;
+
+		if (tw_pull(skb, off + sizeof(*tcp)) < 0)
+			return -TW_DROP_CT_INVALID_HDR;
+		data = tw_data(skb);
+		data_end = tw_data_end(skb);
+		/* off <= ETH_HLEN + 60: the verifier knows the bound from
+		 * the 4-bit IHL, so this range check covers the header. */
+		tcp = data + off;
+		if ((void *)(tcp + 1) > data_end)
+			return -TW_DROP_CT_INVALID_HDR;
+		if (tcp->doff < 5)
+			return -TW_DROP_CT_INVALID_HDR;
+		pkt->sport = tcp->source;
+		pkt->dport = tcp->dest;
+		pkt->seq = tcp->seq;
+		pkt->ack_seq = tcp->ack_seq;
+		pkt->tcp_flags = ((__u8 *)tcp)[13];
+		pkt->l4_len = tcp->doff * 4;
+		pkt->flags |= TW_PKT_F_PORTS;
+		return TW_PARSE_OK;
+	}
+	case IPPROTO_UDP: {
+		struct udphdr *udp;
+
+		if (tw_pull(skb, off + sizeof(*udp)) < 0)
+			return -TW_DROP_CT_INVALID_HDR;
+		data = tw_data(skb);
+		data_end = tw_data_end(skb);
+		udp = data + off;
+		if ((void *)(udp + 1) > data_end)
+			return -TW_DROP_CT_INVALID_HDR;
+		pkt->sport = udp->source;
+		pkt->dport = udp->dest;
+		pkt->l4_len = sizeof(*udp);
+		pkt->flags |= TW_PKT_F_PORTS;
+		return TW_PARSE_OK;
+	}
+	case IPPROTO_ICMP: {
+		struct tw_icmphdr *icmp;
+
+		if (tw_pull(skb, off + sizeof(*icmp)) < 0)
+			return -TW_DROP_CT_INVALID_HDR;
+		data = tw_data(skb);
+		data_end = tw_data_end(skb);
+		icmp = data + off;
+		if ((void *)(icmp + 1) > data_end)
+			return -TW_DROP_CT_INVALID_HDR;
+		pkt->icmp_type = icmp->type;
+		pkt->l4_len = sizeof(*icmp);
+		if (icmp->type == TW_ICMP_ECHO || icmp->type == TW_ICMP_ECHOREPLY) {
+			pkt->sport = icmp->un.echo.id;
+			pkt->flags |= TW_PKT_F_ICMP_ECHO;
+		}
+		return TW_PARSE_OK;
+	}
+	default:
+		/* Other protocols: tracked by nobody, translated by nobody. */
+		return TW_PARSE_OK;
+	}
+}
+
+/*
+ * Parses the frame. Returns TW_PARSE_OK, TW_PARSE_PASS (not IPv4, or a
+ * non-first fragment, which carries no L4 header) or -reason (malformed).
+ */
+static __always_inline int tw_parse(struct __sk_buff *skb, struct tw_pkt *pkt)
+{
+	void *data = tw_data(skb);
+	void *data_end = tw_data_end(skb);
+	struct ethhdr *eth = data;
+	struct iphdr *ip;
+
+	__builtin_memset(pkt, 0, sizeof(*pkt));
+	if ((void *)(eth + 1) > data_end)
+		return TW_PARSE_PASS;
+	if (eth->h_proto != bpf_htons(ETH_P_IP))
+		return TW_PARSE_PASS; /* IPv6, ARP, ...: not ours (yet) */
+
+	if (tw_pull(skb, ETH_HLEN + sizeof(*ip)) < 0)
+		return -TW_DROP_INVALID;
+	data = tw_data(skb);
+	data_end = tw_data_end(skb);
+	ip = data + ETH_HLEN;
+	if ((void *)(ip + 1) > data_end)
+		return -TW_DROP_INVALID;
+	if (ip->version != 4 || ip->ihl < 5)
+		return -TW_DROP_INVALID;
+
+	pkt->len = skb->len;
+	pkt->l3_off = ETH_HLEN;
+	pkt->ihl_len = ip->ihl * 4;
+	pkt->l4_off = ETH_HLEN + pkt->ihl_len;
+	pkt->tot_len = bpf_ntohs(ip->tot_len);
+	pkt->saddr = ip->saddr;
+	pkt->daddr = ip->daddr;
+	pkt->proto = ip->protocol;
+
+	/* A non-first fragment has no L4 header: nothing to match or to
+	 * translate, let it go (first fragments are handled normally). */
+	if (bpf_ntohs(ip->frag_off) & TW_IP_OFFSET)
+		return TW_PARSE_PASS;
+
+	return tw_parse_l4(skb, pkt);
+}
+
+/* TCP SYN without ACK: the only TCP packet that may open a connection. */
+static __always_inline int tw_pkt_is_syn(const struct tw_pkt *pkt)
+{
+	return pkt->proto == IPPROTO_TCP &&
+	       (pkt->tcp_flags & (TW_TCP_SYN | TW_TCP_ACK)) == TW_TCP_SYN;
+}
+
+#endif /* TOLLWAY_LIB_PARSE_H */
