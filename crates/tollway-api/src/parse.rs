@@ -72,19 +72,20 @@ impl RawDocument {
 /// items. YAML and JSON are both accepted (JSON is parsed as YAML's flow
 /// style).
 pub fn parse_documents(file: &str, text: &str) -> Result<Vec<RawDocument>, ManifestError> {
-    let docs: Vec<Spanned<Node>> = serde_saphyr::from_multiple(text).map_err(|e| {
-        let line = e.location().map(|l| l.line()).filter(|l| *l > 0);
-        let plain = e.without_snippet().to_string();
-        ManifestError {
-            file: file.to_string(),
-            document: None,
-            line,
-            object: None,
-            problem: Problem::Syntax {
-                message: strip_location_suffix(&plain),
-            },
-        }
-    })?;
+    let docs: Vec<Spanned<Node>> = serde_saphyr::from_multiple_with_options(text, options())
+        .map_err(|e| {
+            let line = e.location().map(|l| l.line()).filter(|l| *l > 0);
+            let plain = e.without_snippet().to_string();
+            ManifestError {
+                file: file.to_string(),
+                document: None,
+                line,
+                object: None,
+                problem: Problem::Syntax {
+                    message: strip_location_suffix(&plain),
+                },
+            }
+        })?;
     let mut out = Vec::new();
     for (i, doc) in docs.into_iter().enumerate() {
         let mut lines = BTreeMap::new();
@@ -134,6 +135,19 @@ pub fn parse_documents(file: &str, text: &str) -> Result<Vec<RawDocument>, Manif
         });
     }
     Ok(out)
+}
+
+/// Parser limits sized for manifests of whole clusters (tens of thousands of
+/// objects in one file), still bounded against hostile input.
+fn options() -> serde_saphyr::Options {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_documents = 1_000_000;
+    budget.max_nodes = 100_000_000;
+    budget.max_events = budget.max_events.max(400_000_000);
+    budget.max_total_scalar_bytes = 1 << 30;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    options
 }
 
 /// serde-saphyr appends " at line L column C" to some messages; the line is

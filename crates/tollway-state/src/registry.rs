@@ -5,7 +5,7 @@
 //! are free, immutable fields are unchanged) and, if any check fails, all
 //! errors are returned and nothing is written.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::ops::RangeInclusive;
 
@@ -75,6 +75,70 @@ pub enum WriteError {
     State(#[from] StateError),
 }
 
+/// Addresses and ports in use, computed once per batch (so that applying
+/// tens of thousands of services stays linear) and kept up to date as the
+/// batch is admitted.
+struct Allocations {
+    cluster_ips: BTreeMap<Ipv4Addr, ObjectKey>,
+    node_ports: BTreeMap<i64, ObjectKey>,
+    by_owner: BTreeMap<ObjectKey, (Option<Ipv4Addr>, Vec<i64>)>,
+}
+
+impl Allocations {
+    fn of(txn: &Txn) -> Self {
+        let mut a = Allocations {
+            cluster_ips: BTreeMap::new(),
+            node_ports: BTreeMap::new(),
+            by_owner: BTreeMap::new(),
+        };
+        for s in txn.state().services() {
+            a.record(s);
+        }
+        a
+    }
+
+    fn key(s: &tollway_api::Service) -> ObjectKey {
+        ObjectKey::new(
+            Kind::Service,
+            s.metadata.namespace.as_deref(),
+            &s.metadata.name,
+        )
+    }
+
+    fn record(&mut self, s: &tollway_api::Service) {
+        let k = Self::key(s);
+        self.forget(&k);
+        let ip: Option<Ipv4Addr> = s.spec.cluster_ip.as_deref().and_then(|ip| ip.parse().ok());
+        if let Some(ip) = ip {
+            self.cluster_ips.insert(ip, k.clone());
+        }
+        let ports: Vec<i64> = s.spec.ports.iter().filter_map(|p| p.node_port).collect();
+        for np in &ports {
+            self.node_ports.insert(*np, k.clone());
+        }
+        self.by_owner.insert(k, (ip, ports));
+    }
+
+    fn forget(&mut self, k: &ObjectKey) {
+        if let Some((ip, ports)) = self.by_owner.remove(k) {
+            if let Some(ip) = ip {
+                self.cluster_ips.remove(&ip);
+            }
+            for p in ports {
+                self.node_ports.remove(&p);
+            }
+        }
+    }
+
+    fn ip_taken(&self, ip: &Ipv4Addr, me: &ObjectKey) -> bool {
+        self.cluster_ips.get(ip).is_some_and(|o| o != me)
+    }
+
+    fn port_taken(&self, port: i64, me: &ObjectKey) -> bool {
+        self.node_ports.get(&port).is_some_and(|o| o != me)
+    }
+}
+
 /// Apply a batch of decoded objects, all or nothing.
 pub fn apply(
     store: &FileStore,
@@ -97,10 +161,14 @@ pub fn apply_with(
     store.update(|txn| {
         let mut errors = Vec::new();
         let mut outcomes = Vec::new();
+        let mut alloc = Allocations::of(txn);
         for d in batch {
-            match admit(txn, &d, cfg) {
+            match admit(txn, &d, cfg, &mut alloc) {
                 Ok(obj) => {
                     let key = obj.key();
+                    if let Object::Service(s) = &obj {
+                        alloc.record(s);
+                    }
                     let existed = txn.get(&key).is_some();
                     let changed = txn.put(obj);
                     if !existed && let Some(Object::Namespace(ns)) = txn.get(&key) {
@@ -150,7 +218,12 @@ fn field_error(d: &Decoded, field: &str, reason: impl Into<String>) -> ManifestE
 
 /// Check one object against the transaction's state and return what to
 /// store (with server-side fields carried over or allocated).
-fn admit(txn: &Txn, d: &Decoded, cfg: &ClusterConfig) -> Result<Object, Vec<ManifestError>> {
+fn admit(
+    txn: &Txn,
+    d: &Decoded,
+    cfg: &ClusterConfig,
+    alloc: &mut Allocations,
+) -> Result<Object, Vec<ManifestError>> {
     let mut obj = d.object.clone();
     let key = obj.key();
     let existing = txn.get(&key);
@@ -249,33 +322,20 @@ fn admit(txn: &Txn, d: &Decoded, cfg: &ClusterConfig) -> Result<Object, Vec<Mani
             Some(Object::Service(s)) => Some(s),
             _ => None,
         };
-        allocate_service(txn, d, svc, old, cfg, &mut errs);
+        allocate_service(alloc, d, svc, old, cfg, &mut errs);
     }
     if errs.is_empty() { Ok(obj) } else { Err(errs) }
 }
 
 fn allocate_service(
-    txn: &Txn,
+    alloc: &Allocations,
     d: &Decoded,
     svc: &mut tollway_api::Service,
     old: Option<&tollway_api::Service>,
     cfg: &ClusterConfig,
     errs: &mut Vec<ManifestError>,
 ) {
-    let me = ObjectKey::new(
-        Kind::Service,
-        svc.metadata.namespace.as_deref(),
-        &svc.metadata.name,
-    );
-    let others = || {
-        txn.state().services().filter(|s| {
-            ObjectKey::new(
-                Kind::Service,
-                s.metadata.namespace.as_deref(),
-                &s.metadata.name,
-            ) != me
-        })
-    };
+    let me = Allocations::key(svc);
     // Cluster IP: immutable once set.
     let old_ip = old.and_then(|o| o.spec.cluster_ip.clone());
     let wanted = svc.spec.cluster_ip.clone().filter(|ip| !ip.is_empty());
@@ -290,47 +350,61 @@ fn allocate_service(
         }
         (Some(old), _) => old,
         (None, Some(new)) if new == "None" => new,
-        (None, Some(new)) => {
-            let in_use = others().any(|s| s.spec.cluster_ip.as_deref() == Some(new.as_str()));
-            match new.parse::<Ipv4Addr>() {
-                Ok(addr)
-                    if !cfg.service_cidr.contains(&addr)
-                        || addr == cfg.service_cidr.network()
-                        || addr == cfg.service_cidr.broadcast() =>
-                {
-                    errs.push(field_error(
-                        d,
-                        "spec.clusterIP",
-                        format!(
-                            "{new} is not a usable address of the service CIDR {}",
-                            cfg.service_cidr
-                        ),
-                    ));
-                    return;
-                }
-                _ if in_use => {
-                    errs.push(field_error(
-                        d,
-                        "spec.clusterIP",
-                        format!("{new} is already allocated to another service"),
-                    ));
-                    return;
-                }
-                _ => new,
-            }
-        }
-        (None, None) => {
-            let used: BTreeSet<Ipv4Addr> = others()
-                .filter_map(|s| s.spec.cluster_ip.as_deref()?.parse().ok())
-                .collect();
-            // .1 is the `kubernetes` service and .10 the DNS service by
-            // convention: dynamic allocation starts above them.
-            match cfg
-                .service_cidr
-                .hosts()
-                .skip(10)
-                .find(|a| !used.contains(a))
+        (None, Some(new)) => match new.parse::<Ipv4Addr>() {
+            Ok(addr)
+                if !cfg.service_cidr.contains(&addr)
+                    || addr == cfg.service_cidr.network()
+                    || addr == cfg.service_cidr.broadcast() =>
             {
+                errs.push(field_error(
+                    d,
+                    "spec.clusterIP",
+                    format!(
+                        "{new} is not a usable address of the service CIDR {}",
+                        cfg.service_cidr
+                    ),
+                ));
+                return;
+            }
+            Ok(addr) if alloc.ip_taken(&addr, &me) => {
+                errs.push(field_error(
+                    d,
+                    "spec.clusterIP",
+                    format!("{new} is already allocated to another service"),
+                ));
+                return;
+            }
+            _ => new,
+        },
+        (None, None) => {
+            // .1 is the `kubernetes` service and .10 the DNS service by
+            // convention: dynamic allocation starts above them. The first
+            // free address above the highest allocated one is found in
+            // O(log n); gaps left by deletions are reused once the range
+            // above is exhausted.
+            let base = cfg.service_cidr.hosts().nth(10);
+            let above = alloc
+                .cluster_ips
+                .keys()
+                .next_back()
+                .filter(|a| cfg.service_cidr.contains(*a))
+                .map(|a| u32::from(*a) + 1);
+            let last = cfg.service_cidr.hosts().last();
+            let next_free = match (base, last) {
+                (Some(b), Some(l)) => {
+                    let start = above.unwrap_or(u32::from(b)).max(u32::from(b));
+                    (start..=u32::from(l))
+                        .map(Ipv4Addr::from)
+                        .find(|a| !alloc.cluster_ips.contains_key(a))
+                        .or_else(|| {
+                            (u32::from(b)..=u32::from(l))
+                                .map(Ipv4Addr::from)
+                                .find(|a| !alloc.cluster_ips.contains_key(a))
+                        })
+                }
+                _ => None,
+            };
+            match next_free {
                 Some(a) => a.to_string(),
                 None => {
                     errs.push(field_error(
@@ -353,9 +427,8 @@ fn allocate_service(
     if svc.service_type() != ServiceType::NodePort {
         return;
     }
-    let mut used: BTreeSet<i64> = others()
-        .flat_map(|s| s.spec.ports.iter().filter_map(|p| p.node_port))
-        .collect();
+    let range = i64::from(*cfg.node_port_range.start())..=i64::from(*cfg.node_port_range.end());
+    let mut mine: BTreeSet<i64> = BTreeSet::new();
     for i in 0..svc.spec.ports.len() {
         let port = &svc.spec.ports[i];
         let old_np = old.and_then(|o| {
@@ -367,8 +440,6 @@ fn allocate_service(
         });
         let np = match port.node_port.or(old_np) {
             Some(np) => {
-                let range =
-                    i64::from(*cfg.node_port_range.start())..=i64::from(*cfg.node_port_range.end());
                 if !range.contains(&np) {
                     errs.push(field_error(
                         d,
@@ -381,7 +452,7 @@ fn allocate_service(
                     ));
                     continue;
                 }
-                if !used.insert(np) {
+                if alloc.port_taken(np, &me) || !mine.insert(np) {
                     errs.push(field_error(
                         d,
                         &format!("spec.ports[{i}].nodePort"),
@@ -392,14 +463,12 @@ fn allocate_service(
                 np
             }
             None => {
-                let free = cfg
-                    .node_port_range
+                let free = range
                     .clone()
-                    .map(i64::from)
-                    .find(|p| !used.contains(p));
+                    .find(|p| !alloc.port_taken(*p, &me) && !mine.contains(p));
                 match free {
                     Some(p) => {
-                        used.insert(p);
+                        mine.insert(p);
                         p
                     }
                     None => {

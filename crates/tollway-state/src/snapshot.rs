@@ -17,12 +17,19 @@ impl Snapshot {
         self.objects.get(key)
     }
 
-    /// Objects of a kind, optionally in one namespace, in key order.
+    /// Objects of a kind, optionally in one namespace, in key order. Keys
+    /// sort by kind first, so this is a range scan, not a full one.
     pub fn list(&self, kind: Kind, namespace: Option<&str>) -> impl Iterator<Item = &Object> {
         let ns = namespace.map(str::to_string);
+        let start = ObjectKey {
+            kind,
+            namespace: None,
+            name: String::new(),
+        };
         self.objects
-            .iter()
-            .filter(move |(k, _)| k.kind == kind && (ns.is_none() || k.namespace == ns))
+            .range(start..)
+            .take_while(move |(k, _)| k.kind == kind)
+            .filter(move |(k, _)| ns.is_none() || k.namespace == ns)
             .map(|(_, o)| o)
     }
 
