@@ -10,7 +10,7 @@
 //! the pod programs on new pods' veths; it sweeps expired conntrack entries
 //! on an adaptive interval; and it writes a status file for `tollway status`.
 
-mod ctgc;
+pub mod ctgc;
 mod error;
 pub mod inspect;
 pub mod status;
