@@ -622,6 +622,26 @@ fn the_demo_runs_and_probes_across_nodes() {
         "three successful probes:\n{out}"
     );
     assert!(out.contains("answered by checkout-api-"), "{out}");
+    // The ClusterIP part: spread over both backends, and the LB map shown.
+    let spread: Vec<&str> = out
+        .lines()
+        .filter(|l| {
+            l.trim_start()
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_digit())
+                && l.contains("answered by checkout-api-")
+        })
+        .collect();
+    assert_eq!(
+        spread.len(),
+        2,
+        "20 requests spread over 2 backends:\n{out}"
+    );
+    assert!(
+        out.contains("SERVICE ADDRESS   BACKEND ADDRESS (REVNAT_ID) (SLOT)"),
+        "{out}"
+    );
     // The lab stays up for the user.
     assert_eq!(
         lab.json(&["get", "deploy", "-n", "payments", "-o", "json"])["items"]

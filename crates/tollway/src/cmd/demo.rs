@@ -1,6 +1,7 @@
 //! `tollway demo`: a 2-node lab with the seed's payments namespace, probed
 //! pod to pod on one node and across nodes.
 
+use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -146,28 +147,59 @@ pub fn run(lab_name: &str, args: DemoArgs) -> Result<ExitCode> {
         );
     }
 
-    println!("\n== 5. services");
+    println!("\n== 5. ClusterIP through the eBPF datapath (no iptables rule anywhere)");
     let snap = store.snapshot()?;
-    for s in snap
+    let vip = snap
         .services()
-        .filter(|s| s.metadata.namespace.as_deref() == Some("payments"))
-    {
-        let ports: Vec<String> = s
-            .spec
-            .ports
+        .find(|s| {
+            s.metadata.namespace.as_deref() == Some("payments") && s.metadata.name == "checkout-api"
+        })
+        .and_then(|s| s.spec.cluster_ip.clone())
+        .context("service payments/checkout-api has no cluster IP")?;
+    let node = web.spec.node_name.clone().unwrap_or_default();
+    let frontend = format!("{vip}:8080");
+    let paths = tollway_lab::LabPaths::new(lab_name);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let rows = loop {
+        let rows = tollway_datapath::lb::LbMaps::open(&paths.bpf_node_dir(&node))
+            .ok()
+            .and_then(|m| tollway_agent::inspect::lb_list(&m).ok())
+            .unwrap_or_default();
+        let ready = rows
             .iter()
-            .map(|p| format!("{}/{}", p.port, p.protocol()))
-            .collect();
-        println!(
-            "  {:<14} clusterIP {:<12} {}",
-            s.metadata.name,
-            s.spec.cluster_ip.as_deref().unwrap_or("-"),
-            ports.join(",")
-        );
+            .any(|r| r.frontend == frontend && r.backends.len() == api.len());
+        if ready {
+            break rows;
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "node {node}'s datapath does not list {frontend} with {} backends yet",
+                api.len()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let url = format!("http://{vip}:8080/api/v2/orders");
+    let spread = spread(lab_name, web, &url, 20)?;
+    all_ok &= spread.values().sum::<usize>() == 20;
+    println!("  20 x POST {url} from {} ({node}):", web.metadata.name);
+    for (pod, n) in &spread {
+        println!("      {n:>2} answered by {pod}");
     }
-    println!(
-        "  (cluster IPs are allocated; their translation by the eBPF datapath is not built yet)"
-    );
+    println!("\n  tollway bpf lb list   (node {node})");
+    let payments: Vec<tollway_agent::inspect::LbServiceRow> = rows
+        .into_iter()
+        .filter(|r| {
+            snap.services().any(|s| {
+                s.metadata.namespace.as_deref() == Some("payments")
+                    && r.frontend
+                        .starts_with(&format!("{}:", s.spec.cluster_ip.as_deref().unwrap_or("-")))
+            })
+        })
+        .collect();
+    for line in tollway_agent::inspect::render_lb_list(&payments).lines() {
+        println!("  {line}");
+    }
 
     let web_name = &web.metadata.name;
     let tw = if lab_name == "default" {
@@ -176,7 +208,7 @@ pub fn run(lab_name: &str, args: DemoArgs) -> Result<ExitCode> {
         format!("tollway --lab {lab_name}")
     };
     println!(
-        "\n== try next\n  {tw} get pods -n payments -o wide\n  {tw} lab exec -n payments {web_name} -- tollway workload probe http://{}:8080/echo -o json\n  {tw} logs -n payments {}\n  {tw} scale deployment/checkout-api --replicas 3 -n payments\n  {tw} label namespace payments istio.io/dataplane-mode=ambient\n  {tw} lab status\n  {tw} lab down",
+        "\n== try next\n  {tw} get pods -n payments -o wide\n  {tw} lab exec -n payments {web_name} -- tollway workload probe http://{}:8080/echo -o json\n  {tw} logs -n payments {}\n  {tw} scale deployment/checkout-api --replicas 3 -n payments\n  {tw} label namespace payments istio.io/dataplane-mode=ambient\n  {tw} lab exec --node {node} -- tollway status --verbose\n  {tw} bpf lb list --node {node}\n  {tw} lab status\n  {tw} lab down",
         api.first().and_then(|p| p.pod_ip()).unwrap_or("POD_IP"),
         api.first()
             .map(|p| p.metadata.name.as_str())
@@ -243,4 +275,37 @@ fn probe(
         outcome: format!("{result}{status}{latency}, answered by {answered}"),
         ok: code == 0,
     })
+}
+
+/// `count` requests to `url` from `from`, tallied by the answering pod.
+fn spread(lab_name: &str, from: &Pod, url: &str, count: u32) -> Result<BTreeMap<String, usize>> {
+    let exe = std::env::current_exe().context("finding the tollway binary")?;
+    let argv: Vec<String> = [
+        exe.display().to_string(),
+        "workload".into(),
+        "probe".into(),
+        url.into(),
+        "--method".into(),
+        "POST".into(),
+        "--count".into(),
+        count.to_string(),
+        "-o".into(),
+        "json".into(),
+    ]
+    .into();
+    let ns = from.metadata.namespace_or_default();
+    let (_, out) = lab::exec_pod_with(lab_name, ns, &from.metadata.name, &argv, Output::Capture)?;
+    let v: Value = serde_json::from_str(out.trim()).unwrap_or(Value::Null);
+    let mut tally = BTreeMap::new();
+    for a in v["attempts"].as_array().cloned().unwrap_or_default() {
+        if a["result"] != "ok" {
+            continue;
+        }
+        let pod = serde_json::from_str::<Value>(a["body"].as_str().unwrap_or(""))
+            .ok()
+            .and_then(|b| b["pod"].as_str().map(str::to_string))
+            .unwrap_or_else(|| "?".into());
+        *tally.entry(pod).or_insert(0) += 1;
+    }
+    Ok(tally)
 }
