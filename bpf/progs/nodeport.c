@@ -1,0 +1,81 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * The tc programs of the node's uplink (Cilium's bpf_host, NodePort part):
+ *
+ *  tw_from_netdev (tc ingress: packets from the fabric) translates
+ *  connections to node IP:node port into connections to a backend: DNAT
+ *  to a local backend (the kernel routes it to the pod), DNAT + SNAT to a
+ *  remote one (redirected straight back out); restores replies of SNATed
+ *  flows and sends them back to the client; drops (ETP=Local) or rejects
+ *  frontends without a backend.
+ *
+ *  tw_to_netdev (tc egress: packets to the fabric) restores node IP:node
+ *  port as the source of local backends' replies.
+ *
+ * IPv4 TCP/UDP to the node IP only: everything else passes untouched, and
+ * so does everything while tw_config lacks TW_CFG_F_NODEPORT or a node IP.
+ * The logic lives in bpf/lib (nodeport.h, and lb.h, ct.h, nat.h,
+ * reject.h, shared with lxc.c).
+ */
+#include "lib/common.h"
+#include "lib/maps.h"
+#include "lib/drop.h"
+#include "lib/nodeport.h"
+#include "lib/parse.h"
+
+SEC("classifier")
+int tw_from_netdev(struct __sk_buff *skb)
+{
+	struct tw_np_cfg cfg;
+	struct tw_pkt pkt;
+	__u64 now;
+	int ret;
+
+	if (tw_np_config(skb, &cfg) < 0)
+		return TC_ACT_OK;
+
+	ret = tw_parse(skb, &pkt);
+	if (ret == TW_PARSE_PASS)
+		return TC_ACT_OK;
+	if (ret < 0) {
+		/* A malformed L4 header to the node IP (the stack would
+		 * discard it too) is dropped and counted; traffic through
+		 * the node (to pods) is not ours to judge. A broken IPv4
+		 * header leaves daddr unknown (0): it passes. */
+		if (pkt.daddr == cfg.node_ip)
+			return tw_drop(-ret);
+		return TC_ACT_OK;
+	}
+	if (pkt.daddr != cfg.node_ip || !(pkt.flags & TW_PKT_F_PORTS))
+		return TC_ACT_OK;
+
+	now = bpf_ktime_get_ns();
+	/* 1. The backend's reply of a flow we SNATed. */
+	ret = tw_np_rev_snat(skb, &pkt, &cfg, now);
+	if (ret != TW_NP_NO_MATCH)
+		return ret;
+	/* 2. A NodePort frontend; 3. else the node's own traffic. */
+	return tw_np_xlate(skb, &pkt, &cfg, now);
+}
+
+SEC("classifier")
+int tw_to_netdev(struct __sk_buff *skb)
+{
+	struct tw_np_cfg cfg;
+	struct tw_pkt pkt;
+
+	if (tw_np_config(skb, &cfg) < 0)
+		return TC_ACT_OK;
+	/* What the node sends is never dropped here: malformed or not
+	 * IPv4, it leaves as the stack made it. */
+	if (tw_parse(skb, &pkt) != TW_PARSE_OK || !(pkt.flags & TW_PKT_F_PORTS))
+		return TC_ACT_OK;
+	/* The node's own traffic, our SNATed packets and restored replies
+	 * (redirected here from ingress) already have the node IP as
+	 * source: no lookup needed. */
+	if (pkt.saddr == cfg.node_ip)
+		return TC_ACT_OK;
+	return tw_np_rev_dnat(skb, &pkt, bpf_ktime_get_ns());
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
