@@ -152,6 +152,9 @@ pub fn up(lab: &str, opts: &UpOptions, progress: &mut dyn FnMut(Progress)) -> Re
             }
         }
     }
+    if fabric_new || !net::external_healthy(&paths, &cfg) {
+        net::create_external(&paths, &cfg)?;
+    }
 
     step("registering nodes".into());
     cfg.save(&paths)?;
