@@ -9,21 +9,12 @@
 #[allow(dead_code)] // shared with tests/pass.rs, which uses the rest
 mod common;
 
-use std::{
-    collections::BTreeMap,
-    net::Ipv4Addr,
-    path::{Path, PathBuf},
-    sync::atomic::{AtomicUsize, Ordering},
-    time::Duration,
-};
+use std::{collections::BTreeMap, net::Ipv4Addr, time::Duration};
 
-use aya::{
-    TestRun as _, TestRunOptions,
-    programs::{Program, SchedClassifier},
-};
-use common::{PinTree, chain, require_root};
+use common::lb::*;
+use common::{chain, require_root};
 use tollway_abi::{
-    Config, Ct4Key, CtEntry, Lb4AffinityKey, Lb4Backend, Lb4Key, Lb4Revnat, Lb4Service, LbAffinity,
+    Config, Ct4Key, CtEntry, Lb4AffinityKey, Lb4Backend, Lb4Revnat, Lb4Service, LbAffinity,
     TW_CT_F_SERVICE, TW_CT_LIFETIME_NONTCP, TW_CT_LIFETIME_TCP_CLOSE,
     TW_CT_LIFETIME_TCP_ESTABLISHED, TW_CT_LIFETIME_TCP_SYN, TW_CT_S_ESTABLISHED, TW_CT_S_FIN_RX,
     TW_CT_S_FIN_TX, TW_CT_S_RST, TW_CT_S_SEEN_REPLY, TW_CT_S_SYN_SEEN, TW_LB_ALG_MAGLEV,
@@ -31,8 +22,6 @@ use tollway_abi::{
     TW_SVC_F_TWO_SCOPES, be16, be32,
 };
 use tollway_datapath::{
-    bpffs::{self, BPFFS_MOUNT},
-    lb::{LbMaps, LoadOptions, MAP_NAMES, NodeDatapath},
     testutil::{
         ETH_HLEN, ETH_P_ARP, ETH_P_IPV6, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPV4_HLEN,
         IcmpEchoPacket, Ipv4Endpoints, ParsedFrame, ParsedL4, TcpPacket, UDP_HLEN, UdpPacket,
@@ -44,7 +33,6 @@ use tollway_datapath::{
 
 const TC_ACT_REDIRECT: u32 = 7;
 const DROP_NO_SERVICE: u8 = 158;
-const NSEC: u64 = 1_000_000_000;
 
 const FROM: &str = "tw_from_lxc";
 const TO: &str = "tw_to_lxc";
@@ -60,42 +48,6 @@ const EXTERNAL: Ipv4Addr = Ipv4Addr::new(1, 1, 1, 1);
 
 fn backend_ip(id: u32) -> Ipv4Addr {
     Ipv4Addr::new(10, 0, 2, 10 + u8::try_from(id).unwrap())
-}
-
-/// Monotonic clock, the one `bpf_ktime_get_ns` reads.
-fn mono_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec into the valid pointer.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_MONOTONIC)");
-    u64::try_from(ts.tv_sec).unwrap() * NSEC + u64::try_from(ts.tv_nsec).unwrap()
-}
-
-/// A loaded node datapath with its maps, pinned in a directory of its own
-/// that is removed when the test ends, however it ends.
-struct Node {
-    dp: NodeDatapath,
-    maps: LbMaps,
-    // Last: the pins go after the handles.
-    _pins: PinTree,
-}
-
-/// One `BPF_PROG_TEST_RUN`.
-#[derive(Debug)]
-struct Run {
-    retval: u32,
-    out: Vec<u8>,
-    duration: Duration,
-}
-
-impl Run {
-    fn frame(&self) -> ParsedFrame {
-        ParsedFrame::parse(&self.out)
-            .unwrap_or_else(|| panic!("output is no IPv4 frame: {:02x?}", self.out))
-    }
 }
 
 /// A service to install: `backends` are (id, in a slot).
@@ -127,36 +79,6 @@ impl Service {
     }
 }
 
-fn lb_key(addr: Ipv4Addr, port: u16, slot: u16, proto: u8, scope: u8) -> Lb4Key {
-    Lb4Key {
-        address: be32(addr),
-        dport: be16(port),
-        backend_slot: slot,
-        proto,
-        scope,
-        pad: [0; 2],
-    }
-}
-
-fn ct_key(
-    saddr: Ipv4Addr,
-    daddr: Ipv4Addr,
-    sport: u16,
-    dport: u16,
-    proto: u8,
-    flags: u8,
-) -> Ct4Key {
-    Ct4Key {
-        saddr: be32(saddr),
-        daddr: be32(daddr),
-        sport: be16(sport),
-        dport: be16(dport),
-        proto,
-        flags,
-        pad: 0,
-    }
-}
-
 /// The SERVICE entry key of a client flow to the VIP.
 fn svc_ct_key(client: Ipv4Addr, sport: u16, proto: u8, port: u16) -> Ct4Key {
     ct_key(client, VIP, sport, port, proto, TW_CT_F_SERVICE)
@@ -168,62 +90,11 @@ fn conn_ct_key(client: Ipv4Addr, sport: u16, backend: u32, proto: u8) -> Ct4Key 
 
 impl Node {
     fn new() -> Node {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        require_root();
-        bpffs::ensure_bpffs(Path::new(BPFFS_MOUNT))
-            .unwrap_or_else(|e| panic!("ensure_bpffs: {}", chain(&e)));
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir = PathBuf::from(BPFFS_MOUNT)
-            .join("tollway-test")
-            .join(format!("{}-{n}", std::process::id()));
-        let pins = PinTree::new(&dir);
-        let dp = NodeDatapath::load(&LoadOptions {
-            pin_dir: dir.clone(),
-        })
-        .unwrap_or_else(|e| panic!("NodeDatapath::load: {}", chain(&e)));
-        assert!(dp.has("lxc"), "the lxc object must be built and loaded");
-        for name in MAP_NAMES {
-            assert!(
-                dir.join(name).exists(),
-                "map {name} is not pinned in {}",
-                dir.display()
-            );
-        }
-        let maps = LbMaps::open(&dir).unwrap_or_else(|e| panic!("LbMaps::open: {}", chain(&e)));
-        Node {
-            dp,
-            maps,
-            _pins: pins,
-        }
+        Node::load("lxc", "lxc")
     }
 
     fn run(&mut self, program: &str, frame: &[u8]) -> Run {
-        let ebpf = self.dp.object_mut("lxc").unwrap();
-        let prog: &Program = ebpf.program(program).unwrap();
-        let prog: &SchedClassifier = prog.try_into().unwrap();
-        let mut out = vec![0u8; frame.len() + 256];
-        let result = prog
-            .test_run(TestRunOptions {
-                data_in: Some(frame),
-                data_out: Some(&mut out),
-                ..TestRunOptions::default()
-            })
-            .unwrap_or_else(|e| panic!("test_run({program}): {}", chain(&e)));
-        out.truncate(usize::try_from(result.data_size_out).unwrap());
-        Run {
-            retval: result.return_value,
-            out,
-            duration: result.duration,
-        }
-    }
-
-    /// Instructions the verifier walked for a program (kernel >= 5.16).
-    fn verified_insns(&mut self, program: &str) -> Option<u32> {
-        let ebpf = self.dp.object_mut("lxc")?;
-        ebpf.program(program)?
-            .info()
-            .ok()?
-            .verified_instruction_count()
+        self.run_in("lxc", program, frame)
     }
 
     fn add_backend(&mut self, id: u32, proto: u8) {
@@ -282,24 +153,6 @@ impl Node {
             .revnat
             .insert(u32::from(svc.rev_nat), revnat, 0)
             .unwrap();
-    }
-
-    fn ct(&self, key: &Ct4Key) -> Option<CtEntry> {
-        self.maps.ct.get(key, 0).ok()
-    }
-
-    fn ct_must(&self, key: &Ct4Key, what: &str) -> CtEntry {
-        self.ct(key)
-            .unwrap_or_else(|| panic!("no conntrack entry for {what}: {key:?}"))
-    }
-
-    fn drops(&self, reason: u8) -> u64 {
-        self.maps
-            .drop_counts()
-            .unwrap()
-            .into_iter()
-            .find(|(r, _)| *r == reason)
-            .map_or(0, |(_, n)| n)
     }
 
     /// Sends a client packet and returns the backend it was DNATed to.
@@ -375,49 +228,6 @@ fn backend_tcp(backend: u32, dport: u16, flags: u8, payload: &[u8]) -> TcpPacket
 }
 
 /// Zeroes the IPv4 and L4 checksum fields (TCP/UDP/ICMP) of a copy.
-fn without_checksums(frame: &[u8]) -> Vec<u8> {
-    let mut f = frame.to_vec();
-    let ihl = usize::from(f[ETH_HLEN] & 0x0f) * 4;
-    f[ETH_HLEN + 10..ETH_HLEN + 12].copy_from_slice(&[0, 0]);
-    let l4 = ETH_HLEN + ihl;
-    let at = match f[ETH_HLEN + 9] {
-        IPPROTO_TCP => l4 + 16,
-        IPPROTO_UDP => l4 + 6,
-        IPPROTO_ICMP => l4 + 2,
-        _ => return f,
-    };
-    f[at..at + 2].copy_from_slice(&[0, 0]);
-    f
-}
-
-/// The program's output is `expected` (built by hand with the translated
-/// addresses) byte for byte, and both checksums of the output, recomputed
-/// from its bytes, are right.
-fn assert_translated(run: &Run, expected: &[u8]) {
-    assert!(
-        ipv4_checksum_ok(&run.out),
-        "IPv4 checksum of {:02x?}",
-        run.out
-    );
-    assert!(l4_checksum_ok(&run.out), "L4 checksum of {:02x?}", run.out);
-    assert_eq!(
-        without_checksums(&run.out),
-        without_checksums(expected),
-        "output differs from the expected frame beyond checksums"
-    );
-}
-
-/// `expires` of an entry written between `before` and `after` with a
-/// lifetime of `secs`.
-fn assert_lifetime(ct: &CtEntry, before: u64, after: u64, secs: u32, what: &str) {
-    let l = u64::from(secs) * NSEC;
-    assert!(
-        ct.expires >= before + l && ct.expires <= after + l,
-        "{what}: expires {} is not now + {secs}s (now in [{before}, {after}])",
-        ct.expires
-    );
-}
-
 /// Linux's jhash_3words over the flow, as bpf/lib/lb.h's tw_hash_flow4:
 /// the raw network-order fields read as host-order integers.
 fn maglev_hash(saddr: Ipv4Addr, daddr: Ipv4Addr, sport: u16, dport: u16, proto: u8) -> u32 {
@@ -485,7 +295,7 @@ fn clusterip_tcp_dnat_and_reverse_nat() {
     assert_eq!((sct.tx_packets, sct.tx_bytes), (1, frame.len() as u64));
     assert_eq!(sct.tx_flags_seen, tcp_flags::SYN);
     assert_lifetime(
-        &sct,
+        sct.expires,
         before,
         after,
         TW_CT_LIFETIME_TCP_SYN,
@@ -572,8 +382,8 @@ fn clusterip_tcp_dnat_and_reverse_nat() {
     );
     eprintln!(
         "verifier: tw_from_lxc walked {:?} instructions, tw_to_lxc {:?}",
-        node.verified_insns(FROM),
-        node.verified_insns(TO)
+        node.verified_insns("lxc", FROM),
+        node.verified_insns("lxc", TO)
     );
 }
 
@@ -614,7 +424,13 @@ fn clusterip_udp_dnat_and_reverse_nat() {
     let skey = ct_key(CLIENT, dns, 33333, 53, IPPROTO_UDP, TW_CT_F_SERVICE);
     let sct = node.ct_must(&skey, "SERVICE");
     assert_eq!((sct.backend_id, sct.rev_nat_index), (3, 2));
-    assert_lifetime(&sct, before, after, TW_CT_LIFETIME_NONTCP, "UDP SERVICE");
+    assert_lifetime(
+        sct.expires,
+        before,
+        after,
+        TW_CT_LIFETIME_NONTCP,
+        "UDP SERVICE",
+    );
     let ckey = ct_key(CLIENT, backend_ip(3), 33333, BACKEND_PORT, IPPROTO_UDP, 0);
     let cct = node.ct_must(&ckey, "connection");
     assert_eq!(
@@ -644,7 +460,7 @@ fn clusterip_udp_dnat_and_reverse_nat() {
     assert_eq!((cct.tx_packets, cct.rx_packets), (1, 1));
     assert_ne!(cct.state & TW_CT_S_SEEN_REPLY, 0);
     assert_lifetime(
-        &cct,
+        cct.expires,
         before,
         after,
         TW_CT_LIFETIME_NONTCP,
@@ -694,7 +510,7 @@ fn tcp_state_transitions_and_lifetimes() {
     let (b, a) = step(&mut node, FROM, syn(41000).build());
     let ct = node.ct_must(&ckey, "after SYN");
     assert_eq!(ct.state, TW_CT_S_SYN_SEEN);
-    assert_lifetime(&ct, b, a, TW_CT_LIFETIME_TCP_SYN, "SYN");
+    assert_lifetime(ct.expires, b, a, TW_CT_LIFETIME_TCP_SYN, "SYN");
 
     let (b, a) = step(
         &mut node,
@@ -707,7 +523,7 @@ fn tcp_state_transitions_and_lifetimes() {
         TW_CT_S_SYN_SEEN | TW_CT_S_SEEN_REPLY,
         "one side has ACKed"
     );
-    assert_lifetime(&ct, b, a, TW_CT_LIFETIME_TCP_SYN, "SYN-ACK");
+    assert_lifetime(ct.expires, b, a, TW_CT_LIFETIME_TCP_SYN, "SYN-ACK");
 
     let (b, a) = step(
         &mut node,
@@ -719,7 +535,13 @@ fn tcp_state_transitions_and_lifetimes() {
         ct.state,
         TW_CT_S_SYN_SEEN | TW_CT_S_SEEN_REPLY | TW_CT_S_ESTABLISHED
     );
-    assert_lifetime(&ct, b, a, TW_CT_LIFETIME_TCP_ESTABLISHED, "established");
+    assert_lifetime(
+        ct.expires,
+        b,
+        a,
+        TW_CT_LIFETIME_TCP_ESTABLISHED,
+        "established",
+    );
     let st = node.ct_must(&skey, "SERVICE after ACK");
     assert_ne!(
         st.state & TW_CT_S_ESTABLISHED,
@@ -727,7 +549,7 @@ fn tcp_state_transitions_and_lifetimes() {
         "the SERVICE entry sees replies too"
     );
     assert_lifetime(
-        &st,
+        st.expires,
         b,
         a,
         TW_CT_LIFETIME_TCP_ESTABLISHED,
@@ -743,7 +565,13 @@ fn tcp_state_transitions_and_lifetimes() {
     let ct = node.ct_must(&ckey, "after FIN");
     assert_ne!(ct.state & TW_CT_S_FIN_TX, 0);
     assert_eq!(ct.state & TW_CT_S_FIN_RX, 0);
-    assert_lifetime(&ct, b, a, TW_CT_LIFETIME_TCP_ESTABLISHED, "half closed");
+    assert_lifetime(
+        ct.expires,
+        b,
+        a,
+        TW_CT_LIFETIME_TCP_ESTABLISHED,
+        "half closed",
+    );
 
     // FIN from the backend: closing, close lifetime.
     let (b, a) = step(
@@ -753,7 +581,7 @@ fn tcp_state_transitions_and_lifetimes() {
     );
     let ct = node.ct_must(&ckey, "after FIN/FIN");
     assert_ne!(ct.state & TW_CT_S_FIN_RX, 0);
-    assert_lifetime(&ct, b, a, TW_CT_LIFETIME_TCP_CLOSE, "FIN both ways");
+    assert_lifetime(ct.expires, b, a, TW_CT_LIFETIME_TCP_CLOSE, "FIN both ways");
     assert_eq!(
         ct.tx_flags_seen,
         tcp_flags::SYN | tcp_flags::ACK | tcp_flags::FIN
@@ -764,7 +592,13 @@ fn tcp_state_transitions_and_lifetimes() {
     );
     assert_eq!((ct.tx_packets, ct.rx_packets), (3, 2));
     let st = node.ct_must(&skey, "SERVICE after FIN/FIN");
-    assert_lifetime(&st, b, a, TW_CT_LIFETIME_TCP_CLOSE, "SERVICE FIN both ways");
+    assert_lifetime(
+        st.expires,
+        b,
+        a,
+        TW_CT_LIFETIME_TCP_CLOSE,
+        "SERVICE FIN both ways",
+    );
 
     // The last ACK keeps the close lifetime.
     let (b, a) = step(
@@ -773,7 +607,7 @@ fn tcp_state_transitions_and_lifetimes() {
         client_tcp(41000, tcp_flags::ACK, b"").build(),
     );
     assert_lifetime(
-        &node.ct_must(&ckey, "last ACK"),
+        node.ct_must(&ckey, "last ACK").expires,
         b,
         a,
         TW_CT_LIFETIME_TCP_CLOSE,
@@ -785,7 +619,7 @@ fn tcp_state_transitions_and_lifetimes() {
     let ct = node.ct_must(&ckey, "after SYN on a closed tuple");
     assert_eq!(ct.state, TW_CT_S_SYN_SEEN, "fresh entry");
     assert_eq!((ct.tx_packets, ct.rx_packets), (1, 0));
-    assert_lifetime(&ct, b, a, TW_CT_LIFETIME_TCP_SYN, "reopened");
+    assert_lifetime(ct.expires, b, a, TW_CT_LIFETIME_TCP_SYN, "reopened");
     let st = node.ct_must(&skey, "SERVICE reopened");
     assert_eq!((st.state, st.tx_packets), (TW_CT_S_SYN_SEEN, 1));
 
@@ -799,7 +633,7 @@ fn tcp_state_transitions_and_lifetimes() {
     );
     let ct = node.ct_must(&rkey, "after RST");
     assert_ne!(ct.state & TW_CT_S_RST, 0);
-    assert_lifetime(&ct, b, a, TW_CT_LIFETIME_TCP_CLOSE, "RST");
+    assert_lifetime(ct.expires, b, a, TW_CT_LIFETIME_TCP_CLOSE, "RST");
 
     // An expired entry counts as absent: its (stale) backend is ignored
     // and the entry is overwritten.
@@ -827,7 +661,7 @@ fn tcp_state_transitions_and_lifetimes() {
     );
     assert_eq!((ct.tx_packets, ct.state), (1, TW_CT_S_SYN_SEEN));
     assert!(u64::from(ct.created) >= b / NSEC);
-    assert_lifetime(&ct, b, a, TW_CT_LIFETIME_TCP_SYN, "replaced entry");
+    assert_lifetime(ct.expires, b, a, TW_CT_LIFETIME_TCP_SYN, "replaced entry");
 
     // Untranslated traffic: a SYN opens an entry (no rev NAT), a
     // mid-stream segment of an unknown connection does not.

@@ -11,33 +11,22 @@
 #[allow(dead_code)] // shared with tests/lxc.rs and tests/pass.rs
 mod common;
 
-use std::{
-    collections::BTreeSet,
-    net::Ipv4Addr,
-    path::{Path, PathBuf},
-    sync::atomic::{AtomicUsize, Ordering},
-    time::Duration,
-};
+use std::{collections::BTreeSet, net::Ipv4Addr, time::Duration};
 
-use aya::{
-    TestRun as _, TestRunOptions,
-    programs::{Program, SchedClassifier},
-};
-use common::{PinTree, chain, require_root};
+use common::lb::*;
+use common::{chain, require_root};
 use tollway_abi::{
-    Config, Ct4Key, CtEntry, Lb4Backend, Lb4Key, Lb4Revnat, Lb4Service, Nat4Entry, TW_BE_F_LOCAL,
-    TW_CFG_F_NODEPORT, TW_CT_F_SERVICE, TW_CT_LIFETIME_NONTCP, TW_CT_LIFETIME_TCP_CLOSE,
+    Config, Ct4Key, Lb4Backend, Lb4Revnat, Lb4Service, Nat4Entry, TW_BE_F_LOCAL, TW_CFG_F_NODEPORT,
+    TW_CT_F_SERVICE, TW_CT_LIFETIME_NONTCP, TW_CT_LIFETIME_TCP_CLOSE,
     TW_CT_LIFETIME_TCP_ESTABLISHED, TW_CT_LIFETIME_TCP_SYN, TW_CT_S_ESTABLISHED, TW_CT_S_NODEPORT,
     TW_CT_S_SEEN_REPLY, TW_CT_S_SYN_SEEN, TW_LB_ALG_RANDOM, TW_LB_SCOPE_EXT, TW_LB_SCOPE_INT,
     TW_SVC_F_CLUSTERIP, TW_SVC_F_ETP_LOCAL, TW_SVC_F_NODEPORT, TW_SVC_F_TWO_SCOPES, be16, be32,
 };
 use tollway_datapath::{
-    bpffs::{self, BPFFS_MOUNT},
-    lb::{LbMaps, LoadOptions, MAP_NAMES, NodeDatapath},
     testutil::{
         ETH_HLEN, ETH_P_ARP, ETH_P_IPV6, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPV4_HLEN,
-        IcmpEchoPacket, Ipv4Endpoints, ParsedFrame, ParsedL4, TcpPacket, UDP_HLEN, UdpPacket,
-        ether_frame, icmp_type, ipv4_checksum_ok, l4_checksum_ok, tcp_flags,
+        IcmpEchoPacket, Ipv4Endpoints, ParsedL4, TcpPacket, UDP_HLEN, UdpPacket, ether_frame,
+        icmp_type, ipv4_checksum_ok, l4_checksum_ok, tcp_flags,
     },
     verdict::{TC_ACT_OK, TC_ACT_SHOT},
 };
@@ -47,7 +36,6 @@ const DROP_CT_INVALID_HDR: u8 = 135;
 const DROP_NO_SERVICE: u8 = 158;
 const DROP_NAT_NO_MAPPING: u8 = 163;
 const DROP_NO_LOCAL_BACKEND: u8 = 175;
-const NSEC: u64 = 1_000_000_000;
 
 const FROM: &str = "tw_from_netdev";
 const TO: &str = "tw_to_netdev";
@@ -83,42 +71,6 @@ fn is_local(id: u32) -> bool {
     id < 10
 }
 
-/// Monotonic clock, the one `bpf_ktime_get_ns` reads.
-fn mono_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec into the valid pointer.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_MONOTONIC)");
-    u64::try_from(ts.tv_sec).unwrap() * NSEC + u64::try_from(ts.tv_nsec).unwrap()
-}
-
-/// A loaded node datapath with its maps, pinned in a directory of its own
-/// that is removed when the test ends, however it ends.
-struct Node {
-    dp: NodeDatapath,
-    maps: LbMaps,
-    // Last: the pins go after the handles.
-    _pins: PinTree,
-}
-
-/// One `BPF_PROG_TEST_RUN`.
-#[derive(Debug)]
-struct Run {
-    retval: u32,
-    out: Vec<u8>,
-    duration: Duration,
-}
-
-impl Run {
-    fn frame(&self) -> ParsedFrame {
-        ParsedFrame::parse(&self.out)
-            .unwrap_or_else(|| panic!("output is no IPv4 frame: {:02x?}", self.out))
-    }
-}
-
 /// A NodePort frontend on the node IP.
 struct Service {
     port: u16,
@@ -146,36 +98,6 @@ impl Service {
             proto: IPPROTO_UDP,
             ..Service::tcp(rev_nat, backends)
         }
-    }
-}
-
-fn lb_key(addr: Ipv4Addr, port: u16, slot: u16, proto: u8, scope: u8) -> Lb4Key {
-    Lb4Key {
-        address: be32(addr),
-        dport: be16(port),
-        backend_slot: slot,
-        proto,
-        scope,
-        pad: [0; 2],
-    }
-}
-
-fn ct_key(
-    saddr: Ipv4Addr,
-    daddr: Ipv4Addr,
-    sport: u16,
-    dport: u16,
-    proto: u8,
-    flags: u8,
-) -> Ct4Key {
-    Ct4Key {
-        saddr: be32(saddr),
-        daddr: be32(daddr),
-        sport: be16(sport),
-        dport: be16(dport),
-        proto,
-        flags,
-        pad: 0,
     }
 }
 
@@ -215,75 +137,13 @@ fn node_config() -> Config {
 impl Node {
     /// A datapath with the lab's node config (NodePort on).
     fn new() -> Node {
-        let mut node = Node::load("np");
+        let mut node = Node::load("np", "nodeport");
         node.maps.set_config(&node_config()).unwrap();
         node
     }
 
-    fn load(tag: &str) -> Node {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        require_root();
-        bpffs::ensure_bpffs(Path::new(BPFFS_MOUNT))
-            .unwrap_or_else(|e| panic!("ensure_bpffs: {}", chain(&e)));
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir = PathBuf::from(BPFFS_MOUNT)
-            .join("tollway-test")
-            .join(format!("{}-{tag}-{n}", std::process::id()));
-        let pins = PinTree::new(&dir);
-        let dp = NodeDatapath::load(&LoadOptions {
-            pin_dir: dir.clone(),
-        })
-        .unwrap_or_else(|e| panic!("NodeDatapath::load: {}", chain(&e)));
-        assert!(
-            dp.has("nodeport"),
-            "the nodeport object must be built and loaded"
-        );
-        for name in MAP_NAMES {
-            assert!(
-                dir.join(name).exists(),
-                "map {name} is not pinned in {}",
-                dir.display()
-            );
-        }
-        let maps = LbMaps::open(&dir).unwrap_or_else(|e| panic!("LbMaps::open: {}", chain(&e)));
-        Node {
-            dp,
-            maps,
-            _pins: pins,
-        }
-    }
-
-    fn run_in(&mut self, object: &str, program: &str, frame: &[u8]) -> Run {
-        let ebpf = self.dp.object_mut(object).unwrap();
-        let prog: &Program = ebpf.program(program).unwrap();
-        let prog: &SchedClassifier = prog.try_into().unwrap();
-        let mut out = vec![0u8; frame.len() + 256];
-        let result = prog
-            .test_run(TestRunOptions {
-                data_in: Some(frame),
-                data_out: Some(&mut out),
-                ..TestRunOptions::default()
-            })
-            .unwrap_or_else(|e| panic!("test_run({program}): {}", chain(&e)));
-        out.truncate(usize::try_from(result.data_size_out).unwrap());
-        Run {
-            retval: result.return_value,
-            out,
-            duration: result.duration,
-        }
-    }
-
     fn run(&mut self, program: &str, frame: &[u8]) -> Run {
         self.run_in("nodeport", program, frame)
-    }
-
-    /// Instructions the verifier walked for a program (kernel >= 5.16).
-    fn verified_insns(&mut self, object: &str, program: &str) -> Option<u32> {
-        let ebpf = self.dp.object_mut(object)?;
-        ebpf.program(program)?
-            .info()
-            .ok()?
-            .verified_instruction_count()
     }
 
     fn add_backend(&mut self, id: u32, proto: u8) {
@@ -344,26 +204,8 @@ impl Node {
             .unwrap();
     }
 
-    fn ct(&self, key: &Ct4Key) -> Option<CtEntry> {
-        self.maps.ct.get(key, 0).ok()
-    }
-
-    fn ct_must(&self, key: &Ct4Key, what: &str) -> CtEntry {
-        self.ct(key)
-            .unwrap_or_else(|| panic!("no conntrack entry for {what}: {key:?}"))
-    }
-
     fn nat(&self, key: &Ct4Key) -> Option<Nat4Entry> {
         self.maps.np_nat.get(key, 0).ok()
-    }
-
-    fn drops(&self, reason: u8) -> u64 {
-        self.maps
-            .drop_counts()
-            .unwrap()
-            .into_iter()
-            .find(|(r, _)| *r == reason)
-            .map_or(0, |(_, n)| n)
     }
 
     /// Runs a client packet that must be SNATed to a remote backend and
@@ -474,48 +316,6 @@ fn datagram(sport: u16, payload: &[u8]) -> UdpPacket {
 }
 
 /// Zeroes the IPv4 and L4 checksum fields (TCP/UDP/ICMP) of a copy.
-fn without_checksums(frame: &[u8]) -> Vec<u8> {
-    let mut f = frame.to_vec();
-    let ihl = usize::from(f[ETH_HLEN] & 0x0f) * 4;
-    f[ETH_HLEN + 10..ETH_HLEN + 12].copy_from_slice(&[0, 0]);
-    let l4 = ETH_HLEN + ihl;
-    let at = match f[ETH_HLEN + 9] {
-        IPPROTO_TCP => l4 + 16,
-        IPPROTO_UDP => l4 + 6,
-        IPPROTO_ICMP => l4 + 2,
-        _ => return f,
-    };
-    f[at..at + 2].copy_from_slice(&[0, 0]);
-    f
-}
-
-/// The program's output is `expected` (built by hand with the translated
-/// addresses) byte for byte beyond the checksums, and both checksums of
-/// the output, recomputed from its bytes, are right.
-fn assert_translated(run: &Run, expected: &[u8]) {
-    assert!(
-        ipv4_checksum_ok(&run.out),
-        "IPv4 checksum of {:02x?}",
-        run.out
-    );
-    assert!(l4_checksum_ok(&run.out), "L4 checksum of {:02x?}", run.out);
-    assert_eq!(
-        without_checksums(&run.out),
-        without_checksums(expected),
-        "output differs from the expected frame beyond checksums"
-    );
-}
-
-/// `expires` of an entry written between `before` and `after` with a
-/// lifetime of `secs`.
-fn assert_lifetime(expires: u64, before: u64, after: u64, secs: u32, what: &str) {
-    let l = u64::from(secs) * NSEC;
-    assert!(
-        expires >= before + l && expires <= after + l,
-        "{what}: expires {expires} is not now + {secs}s (now in [{before}, {after}])"
-    );
-}
-
 fn median(mut v: Vec<Duration>) -> (Duration, Duration) {
     v.sort();
     (v[0], v[v.len() / 2])
@@ -1732,7 +1532,7 @@ mod real {
     /// Loads a node's datapath (own pin dir), writes its config and
     /// attaches the programs to its uplink and its pod's veth.
     pub fn node_datapath(node: &NodeNs, node_ip: Ipv4Addr, tag: &str) -> Node {
-        let mut dp = Node::load(tag);
+        let mut dp = Node::load(tag, "nodeport");
         let uplink = ifindex(&node.ns, "eth0");
         dp.maps
             .set_config(&Config {

@@ -2,6 +2,7 @@
 //! classic-tc attachment inside throw-away network namespaces, and map
 //! pinning. They never touch the root network namespace.
 
+#[allow(dead_code)] // the LB harness in common/lb.rs is for lxc.rs and nodeport.rs
 mod common;
 
 use std::{net::UdpSocket, path::Path, time::Duration};

@@ -134,3 +134,4 @@ impl Drop for PinTree {
         }
     }
 }
+pub mod lb;
