@@ -214,12 +214,22 @@ fn clusterip_from_both_nodes_to_backends_on_both_nodes_tcp_and_udp() {
             .filter(|e| {
                 e["kind"] == "SERVICE"
                     && e["protocol"] == "TCP"
-                    && e["source"].as_str().unwrap().starts_with(&format!("{client_ip}:"))
+                    && e["source"]
+                        .as_str()
+                        .unwrap()
+                        .starts_with(&format!("{client_ip}:"))
             })
             .count()
     };
-    assert!(tcp_service_entries(&ip("tc-1")) > 0, "tc path: SERVICE entries expected");
-    assert_eq!(tcp_service_entries(&ip("sock-1")), 0, "socket LB: no per-packet translation of TCP");
+    assert!(
+        tcp_service_entries(&ip("tc-1")) > 0,
+        "tc path: SERVICE entries expected"
+    );
+    assert_eq!(
+        tcp_service_entries(&ip("sock-1")),
+        0,
+        "socket LB: no per-packet translation of TCP"
+    );
 }
 
 #[test]
