@@ -30,6 +30,11 @@
 
 /* tw_ct4_key.flags */
 #define TW_CT_F_SERVICE 0x01
+/* An entry created by the pod-bound direction (tc egress of the pod's
+ * veth, or ingress of a remote originator): kept apart from the entry the
+ * originator's own side made, so that each endpoint's policy sees each new
+ * connection exactly once. */
+#define TW_CT_F_INGRESS 0x02
 
 struct tw_ct4_key {
 	__be32 saddr; /* offset 0: originator address */

@@ -190,12 +190,23 @@ fn abi_layouts() {
         Ct4Key,
         CtEntry,
         Nat4Entry,
+        IpcacheKey,
+        IpcacheEntry,
+        Endpoint,
+        PolicyKey,
+        PolicyEntry,
     );
 }
 
 #[test]
 fn abi_constants() {
-    for (header, consts) in [STATS_CONSTS, LB_CONSTS, CT_CONSTS, DROP_CONSTS] {
+    for (header, consts) in [
+        STATS_CONSTS,
+        LB_CONSTS,
+        CT_CONSTS,
+        DROP_CONSTS,
+        POLICY_CONSTS,
+    ] {
         let text = abi_header(header);
         for (name, value) in consts {
             assert_eq!(c_define(&text, name), *value, "#define {name} in {header}");
@@ -220,6 +231,11 @@ fn every_abi_struct_is_mirrored() {
         Ct4Key::C_NAME,
         CtEntry::C_NAME,
         Nat4Entry::C_NAME,
+        IpcacheKey::C_NAME,
+        IpcacheEntry::C_NAME,
+        Endpoint::C_NAME,
+        PolicyKey::C_NAME,
+        PolicyEntry::C_NAME,
     ];
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../bpf/abi");
     for entry in std::fs::read_dir(&dir).unwrap().flatten() {

@@ -15,6 +15,8 @@ abi_consts!(CT_CONSTS in "ct.h" {
     TW_CT_LIFETIME_NONTCP: u32 = 60,
     /// Key flag: a service entry (daddr/dport = the frontend).
     TW_CT_F_SERVICE: u8 = 0x01,
+    /// Key flag: the entry of the pod-bound side (ingress policy).
+    TW_CT_F_INGRESS: u8 = 0x02,
     /// State: SYN seen.
     TW_CT_S_SYN_SEEN: u16 = 0x0001,
     /// State: established.

@@ -67,11 +67,13 @@ macro_rules! abi_consts {
 pub mod ct;
 pub mod drop;
 pub mod lb;
+pub mod policy;
 mod stats;
 
 pub use ct::*;
 pub use drop::*;
 pub use lb::*;
+pub use policy::*;
 pub use stats::*;
 
 #[cfg(test)]
