@@ -11,10 +11,12 @@
 
 mod error;
 mod headers;
+pub mod matrix;
 pub mod probe;
 pub mod serve;
 
 pub use error::WorkloadError;
+pub use matrix::{ProbeManyArgs, ProbeManyReport};
 pub use probe::{Attempt, AttemptResult, OutputFormat, ProbeArgs, ProbeReport, Summary};
 pub use serve::{BoundAddrs, ServeArgs, Server};
 

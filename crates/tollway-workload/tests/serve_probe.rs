@@ -917,3 +917,66 @@ async fn invalid_new_options_are_typed_errors() {
         }
     ));
 }
+
+#[tokio::test]
+async fn probe_many_reports_each_target_in_order_within_one_timeout() {
+    use tollway_workload::{ProbeManyArgs, matrix};
+    let server = tollway_workload::Server::bind(tollway_workload::ServeArgs {
+        http: vec![0],
+        tcp: vec![0],
+        name: Some("many".into()),
+        bind: "127.0.0.1".parse().unwrap(),
+        ..tollway_workload::ServeArgs::default()
+    })
+    .await
+    .unwrap();
+    let addrs = server.local_addrs();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(server.run(async {
+        let _ = stop_rx.await;
+    }));
+    // A listener that never answers: its probe times out.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let targets = vec![
+        format!("http://{}/hostname", addrs.http[0]),
+        format!("tcp://{}", addrs.tcp[0]),
+        format!("http://{silent_addr}/"),
+        format!("tcp://{closed}"),
+    ];
+    let started = std::time::Instant::now();
+    let r = matrix::run(ProbeManyArgs {
+        targets: targets.clone(),
+        timeout_ms: 400,
+        parallel: 16,
+    })
+    .await
+    .unwrap();
+    let took = started.elapsed();
+    assert_eq!(r.reports.len(), 4);
+    for (rep, t) in r.reports.iter().zip(&targets) {
+        assert_eq!(&rep.target, t);
+    }
+    assert_eq!(r.reports[0].attempts[0].body, "many");
+    assert!(r.reports[1].success());
+    assert_eq!(
+        r.reports[2].attempts[0].result,
+        tollway_workload::AttemptResult::Timeout
+    );
+    assert_eq!(
+        r.reports[3].attempts[0].result,
+        tollway_workload::AttemptResult::Refused
+    );
+    assert!(!r.success());
+    assert!(
+        took < std::time::Duration::from_millis(1500),
+        "concurrent, not sequential: {took:?}"
+    );
+    drop(silent);
+    let _ = stop_tx.send(());
+    let _ = handle.await;
+}

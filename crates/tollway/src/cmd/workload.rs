@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use tollway_workload::{ProbeArgs, ServeArgs};
+use tollway_workload::{ProbeArgs, ProbeManyArgs, ServeArgs};
 
 /// `tollway workload`.
 #[derive(Args, Debug)]
@@ -20,6 +20,10 @@ enum WorkloadCommand {
     /// Connect to http://, tcp:// or udp:// targets and report each attempt;
     /// exits 0 only if every attempt succeeded.
     Probe(ProbeArgs),
+    /// One attempt at each of many targets, concurrently; prints
+    /// `{"reports": [...]}` (one `probe -o json` report per target, in
+    /// order); exits 0 only if every target answered.
+    ProbeMany(ProbeManyArgs),
 }
 
 /// Run a workload command.
@@ -32,6 +36,15 @@ pub fn run(args: WorkloadArgs) -> Result<ExitCode> {
         WorkloadCommand::Serve(a) => {
             rt.block_on(tollway_workload::serve(a))?;
             Ok(ExitCode::SUCCESS)
+        }
+        WorkloadCommand::ProbeMany(a) => {
+            let report = rt.block_on(tollway_workload::matrix::run(a))?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(if report.success() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         WorkloadCommand::Probe(a) => {
             let format = a.output;
