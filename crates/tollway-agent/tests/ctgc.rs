@@ -137,9 +137,11 @@ fn a_full_map_is_reported_and_new_flows_are_still_tracked() {
     }
     .build();
     let mut out = vec![0u8; frame.len() + 64];
-    let mut opts = TestRunOptions::default();
-    opts.data_in = Some(&frame);
-    opts.data_out = Some(&mut out);
+    let opts = TestRunOptions {
+        data_in: Some(&frame),
+        data_out: Some(&mut out),
+        ..Default::default()
+    };
     let r = prog.test_run(opts).unwrap();
     assert_eq!(r.return_value, 0, "passed, not dropped");
     let new_key = Ct4Key {

@@ -53,6 +53,8 @@ enum Command {
     Bpf(cmd::datapath::BpfArgs),
     /// Services as the datapath sees them: `service list`.
     Service(cmd::datapath::ServiceArgs),
+    /// Benchmarks: `bench service-lb` (and its `server` and `client`).
+    Bench(cmd::bench::BenchArgs),
     /// The per-node agent (started by the lab daemon).
     #[command(hide = true)]
     Agent(cmd::datapath::AgentArgs),
@@ -79,6 +81,7 @@ fn main() -> ExitCode {
         Command::Bpf(a) => cmd::datapath::bpf(&cli.lab, a),
         Command::Service(a) => cmd::datapath::service(&cli.lab, a),
         Command::Agent(a) => cmd::datapath::agent(&cli.lab, a),
+        Command::Bench(a) => cmd::bench::run(a),
     };
     match result {
         Ok(code) => code,

@@ -1,5 +1,6 @@
 //! One module per command family.
 
+pub mod bench;
 pub mod datapath;
 pub mod demo;
 pub mod lab;

@@ -1,0 +1,176 @@
+//! `tollway bench service-lb | server | client`.
+
+use std::net::SocketAddrV4;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use tollway_bench::client::{ClientOptions, Mode};
+use tollway_bench::{Backend, ServiceLbOptions};
+
+/// `tollway bench`.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    command: BenchCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// Service load balancing: direct vs Tollway's socket LB and tc paths
+    /// vs kube-proxy's iptables mode, at several service counts, in a lab
+    /// of its own (bench-<pid>, removed at the end).
+    ServiceLb(ServiceLbArgs),
+    /// The benchmark's request/response server (run in its server pod).
+    Server {
+        /// TCP port to listen on.
+        #[arg(long, default_value_t = 8000)]
+        port: u16,
+        /// Pin the server to this CPU.
+        #[arg(long)]
+        cpu: Option<usize>,
+    },
+    /// The benchmark's CRR/RR client (run in its client pods).
+    Client(ClientArgs),
+}
+
+#[derive(Args, Debug)]
+struct ServiceLbArgs {
+    /// Service counts, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "10,1000,10000,30000")]
+    sizes: Vec<usize>,
+    /// Seconds measured per path and mode (CRR, RR), split over the rounds.
+    #[arg(long, default_value_t = 5.0)]
+    duration_s: f64,
+    /// Rounds each measurement is split into; the paths alternate.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// Warm-up of each client run, not recorded (ms).
+    #[arg(long, default_value_t = 100)]
+    warmup_ms: u64,
+    /// iptables backends to reproduce kube-proxy with: legacy, nft, or none.
+    #[arg(long, value_delimiter = ',', default_value = "legacy,nft")]
+    iptables: Vec<String>,
+    /// Timed one-service changes per size.
+    #[arg(long, default_value_t = 5)]
+    changes: usize,
+    /// Longest one iptables-restore may take (s); slower ones are reported
+    /// as timed out.
+    #[arg(long, default_value_t = 900)]
+    restore_timeout_s: u64,
+    /// Where the JSON results go.
+    #[arg(long, default_value = "bench/results/service-lb.json")]
+    out: PathBuf,
+    /// CPU to pin both the client and the server to: a number, `last`, or
+    /// `none` (not pinned).
+    #[arg(long, default_value = "last")]
+    cpu: String,
+}
+
+#[derive(Args, Debug)]
+struct ClientArgs {
+    /// IP:port to connect to.
+    #[arg(long)]
+    target: SocketAddrV4,
+    /// crr (connect, request, response, close) or rr (one connection).
+    #[arg(long, default_value = "crr")]
+    mode: Mode,
+    /// Seconds to measure.
+    #[arg(long, default_value_t = 5.0)]
+    duration_s: f64,
+    /// Warm-up before measuring (ms).
+    #[arg(long, default_value_t = 100)]
+    warmup_ms: u64,
+    /// Socket connect/send/receive timeout (ms).
+    #[arg(long, default_value_t = 2000)]
+    timeout_ms: u64,
+    /// Pin the client to this CPU.
+    #[arg(long)]
+    cpu: Option<usize>,
+    /// Output: json.
+    #[arg(short = 'o', long)]
+    output: Option<String>,
+}
+
+fn seconds(s: f64, flag: &str) -> Result<Duration> {
+    Duration::try_from_secs_f64(s).with_context(|| format!("{flag}: {s} is not a duration"))
+}
+
+/// Run a bench command.
+pub fn run(args: BenchArgs) -> Result<ExitCode> {
+    match args.command {
+        BenchCommand::Server { port, cpu } => {
+            if let Some(c) = cpu {
+                tollway_bench::pin_to_cpu(c)?;
+            }
+            tollway_bench::server::serve_blocking(port).context("bench server")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchCommand::Client(a) => {
+            let json = match a.output.as_deref() {
+                None => false,
+                Some("json") => true,
+                Some(o) => bail!("unknown output format {o:?} (json)"),
+            };
+            if let Some(c) = a.cpu {
+                tollway_bench::pin_to_cpu(c)?;
+            }
+            let report = tollway_bench::client::run(&ClientOptions {
+                target: a.target,
+                mode: a.mode,
+                duration: seconds(a.duration_s, "--duration-s")?,
+                warmup: Duration::from_millis(a.warmup_ms),
+                io_timeout: Duration::from_millis(a.timeout_ms),
+            });
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!("{}", report.render_text());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchCommand::ServiceLb(a) => {
+            let iptables = a
+                .iptables
+                .iter()
+                .filter(|b| b.as_str() != "none")
+                .map(|b| b.parse::<Backend>().map_err(anyhow::Error::msg))
+                .collect::<Result<Vec<_>>>()?;
+            let cpu =
+                match a.cpu.as_str() {
+                    "none" => None,
+                    "last" => Some(
+                        std::thread::available_parallelism()
+                            .map_or(1, std::num::NonZero::get)
+                            .saturating_sub(1),
+                    ),
+                    n => Some(n.parse::<usize>().with_context(|| {
+                        format!("--cpu: {n:?} is not a CPU number, last or none")
+                    })?),
+                };
+            let opts = ServiceLbOptions {
+                tollway: std::env::current_exe().context("finding the tollway binary")?,
+                sizes: a.sizes,
+                duration: seconds(a.duration_s, "--duration-s")?,
+                rounds: a.rounds,
+                warmup: Duration::from_millis(a.warmup_ms),
+                iptables,
+                changes: a.changes,
+                restore_timeout: Duration::from_secs(a.restore_timeout_s),
+                out: a.out,
+                cpu,
+            };
+            let report = tollway_bench::service_lb(&opts).context("bench service-lb")?;
+            print!("{}", report.table);
+            println!();
+            print!(
+                "{}",
+                tollway_bench::report::render_verdicts(&report.verdicts)
+            );
+            eprintln!("results: {}", opts.out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
