@@ -7,7 +7,7 @@ use crate::defaults::apply_defaults;
 use crate::error::{ManifestError, ObjectRef, Problem, Warning};
 use crate::object::{Kind, Object};
 use crate::parse::RawDocument;
-use crate::validate::validate;
+use crate::validate::{validate, warnings as policy_warnings};
 
 /// A decoded object and what is worth telling about it.
 #[derive(Debug, Clone)]
@@ -22,9 +22,6 @@ pub struct Decoded {
 
 /// Kinds that later Tollway issues add: reported as "not supported yet".
 const LATER_KINDS: &[(&str, &str)] = &[
-    ("cilium.io", "CiliumNetworkPolicy"),
-    ("cilium.io", "CiliumClusterwideNetworkPolicy"),
-    ("networking.k8s.io", "NetworkPolicy"),
     ("security.istio.io", "AuthorizationPolicy"),
     ("security.istio.io", "PeerAuthentication"),
     ("security.istio.io", "RequestAuthentication"),
@@ -130,6 +127,11 @@ pub fn decode(doc: &RawDocument) -> Result<Decoded, Vec<ManifestError>> {
         Kind::Service => typed(v, &mut ignored).map(Object::Service),
         Kind::Deployment => typed(v, &mut ignored).map(Object::Deployment),
         Kind::Pod => typed(v, &mut ignored).map(Object::Pod),
+        Kind::NetworkPolicy => typed(v, &mut ignored).map(Object::NetworkPolicy),
+        Kind::CiliumNetworkPolicy => typed(v, &mut ignored).map(Object::CiliumNetworkPolicy),
+        Kind::CiliumClusterwideNetworkPolicy => {
+            typed(v, &mut ignored).map(Object::CiliumClusterwideNetworkPolicy)
+        }
     };
     let mut object = match typed {
         Ok(o) => o,
@@ -147,6 +149,7 @@ pub fn decode(doc: &RawDocument) -> Result<Decoded, Vec<ManifestError>> {
         .into_iter()
         .map(|path| (path, "unknown field, ignored".to_string()))
         .chain(unused_fields(&object))
+        .chain(policy_warnings(&object))
         .map(|(path, message)| Warning {
             file: doc.file.clone(),
             document: doc.index,
@@ -273,10 +276,10 @@ mod tests {
     #[test]
     fn not_supported_yet_kinds_are_named() {
         let e = errors(
-            "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata:\n  name: p\n  namespace: payments\nspec: {}\n",
+            "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: p\n  namespace: payments\nspec: {}\n",
         );
         assert!(
-            e[0].contains("CiliumNetworkPolicy is not supported yet"),
+            e[0].contains("AuthorizationPolicy is not supported yet"),
             "{e:?}"
         );
         let e = errors("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n");

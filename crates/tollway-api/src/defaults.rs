@@ -1,7 +1,9 @@
 //! Kubernetes' defaulting, applied before validation (as the API server does).
 
+use crate::cilium::{CiliumNetworkPolicy, L4Proto, PortRule};
 use crate::core::{PodSpec, Protocol};
 use crate::intstr::IntOrString;
+use crate::netpol::{NetworkPolicySpec, PolicyType};
 use crate::object::Object;
 use crate::service::{
     ClientIpConfig, ServiceType, SessionAffinity, SessionAffinityConfig, TrafficPolicy,
@@ -54,7 +56,63 @@ pub fn apply_defaults(o: &mut Object) {
             spec.internal_traffic_policy
                 .get_or_insert(TrafficPolicy::Cluster);
         }
+        Object::NetworkPolicy(np) => default_network_policy(&mut np.spec),
+        Object::CiliumNetworkPolicy(p) | Object::CiliumClusterwideNetworkPolicy(p) => {
+            default_cilium_policy(p);
+        }
         Object::Namespace(_) | Object::ServiceAccount(_) | Object::Node(_) => {}
+    }
+}
+
+/// `SetDefaults_NetworkPolicy`: ports are TCP unless given; without
+/// `policyTypes`, a policy isolates ingress, and egress too when it has
+/// egress rules.
+fn default_network_policy(spec: &mut NetworkPolicySpec) {
+    let ports = spec
+        .ingress
+        .iter_mut()
+        .flat_map(|r| r.ports.iter_mut())
+        .chain(spec.egress.iter_mut().flat_map(|r| r.ports.iter_mut()));
+    for p in ports {
+        p.protocol.get_or_insert(Protocol::Tcp);
+    }
+    if spec.policy_types.is_empty() {
+        spec.policy_types.push(PolicyType::Ingress);
+        if !spec.egress.is_empty() {
+            spec.policy_types.push(PolicyType::Egress);
+        }
+    }
+}
+
+/// What Cilium's `Sanitize` fills in: a port's protocol is `ANY` unless
+/// given, and port names are lower-cased (they compare case-insensitively).
+fn default_cilium_policy(p: &mut CiliumNetworkPolicy) {
+    for rule in p.rules_mut() {
+        let port_rules = rule
+            .ingress
+            .iter_mut()
+            .chain(rule.ingress_deny.iter_mut())
+            .flat_map(|r| r.to_ports.iter_mut())
+            .chain(
+                rule.egress
+                    .iter_mut()
+                    .chain(rule.egress_deny.iter_mut())
+                    .flat_map(|r| r.to_ports.iter_mut()),
+            );
+        for pr in port_rules {
+            default_port_rule(pr);
+        }
+    }
+}
+
+fn default_port_rule(pr: &mut PortRule) {
+    for pp in &mut pr.ports {
+        pp.protocol.get_or_insert(L4Proto::Any);
+        if let Some(port) = &mut pp.port
+            && port.bytes().any(|b| b.is_ascii_uppercase())
+        {
+            *port = port.to_ascii_lowercase();
+        }
     }
 }
 

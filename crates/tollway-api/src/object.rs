@@ -5,8 +5,10 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::apps::Deployment;
+use crate::cilium::CiliumNetworkPolicy;
 use crate::core::{Namespace, Node, Pod, ServiceAccount};
 use crate::meta::ObjectMeta;
+use crate::netpol::NetworkPolicy;
 use crate::service::Service;
 
 /// A kind Tollway stores.
@@ -24,17 +26,26 @@ pub enum Kind {
     Deployment,
     /// `v1` Pod.
     Pod,
+    /// `networking.k8s.io/v1` NetworkPolicy.
+    NetworkPolicy,
+    /// `cilium.io/v2` CiliumNetworkPolicy.
+    CiliumNetworkPolicy,
+    /// `cilium.io/v2` CiliumClusterwideNetworkPolicy.
+    CiliumClusterwideNetworkPolicy,
 }
 
 impl Kind {
     /// Every kind, in the order objects are applied (namespaces first).
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Namespace,
         Kind::ServiceAccount,
         Kind::Node,
         Kind::Service,
         Kind::Deployment,
         Kind::Pod,
+        Kind::NetworkPolicy,
+        Kind::CiliumNetworkPolicy,
+        Kind::CiliumClusterwideNetworkPolicy,
     ];
 
     /// The `kind` field.
@@ -46,6 +57,9 @@ impl Kind {
             Kind::Service => "Service",
             Kind::Deployment => "Deployment",
             Kind::Pod => "Pod",
+            Kind::NetworkPolicy => "NetworkPolicy",
+            Kind::CiliumNetworkPolicy => "CiliumNetworkPolicy",
+            Kind::CiliumClusterwideNetworkPolicy => "CiliumClusterwideNetworkPolicy",
         }
     }
 
@@ -53,7 +67,9 @@ impl Kind {
     pub fn api_version(self) -> &'static str {
         match self {
             Kind::Deployment => "apps/v1",
-            _ => "v1",
+            Kind::NetworkPolicy => "networking.k8s.io/v1",
+            Kind::CiliumNetworkPolicy | Kind::CiliumClusterwideNetworkPolicy => "cilium.io/v2",
+            Kind::Namespace | Kind::ServiceAccount | Kind::Node | Kind::Service | Kind::Pod => "v1",
         }
     }
 
@@ -66,12 +82,18 @@ impl Kind {
             Kind::Service => "services",
             Kind::Deployment => "deployments",
             Kind::Pod => "pods",
+            Kind::NetworkPolicy => "networkpolicies",
+            Kind::CiliumNetworkPolicy => "ciliumnetworkpolicies",
+            Kind::CiliumClusterwideNetworkPolicy => "ciliumclusterwidenetworkpolicies",
         }
     }
 
     /// Whether objects of the kind live in a namespace.
     pub fn namespaced(self) -> bool {
-        !matches!(self, Kind::Namespace | Kind::Node)
+        !matches!(
+            self,
+            Kind::Namespace | Kind::Node | Kind::CiliumClusterwideNetworkPolicy
+        )
     }
 
     /// Look a kind up by its `kind` field.
@@ -80,7 +102,9 @@ impl Kind {
     }
 
     /// Look a kind up the way `kubectl get` does: singular, plural, short
-    /// name or `kind`, case-insensitively (`po`, `svc`, `deploy`, `ns`, `sa`).
+    /// name or `kind`, case-insensitively (`po`, `svc`, `deploy`, `ns`, `sa`,
+    /// `netpol`, `cnp`, `ccnp`); a group suffix (`networkpolicies.networking.k8s.io`)
+    /// is ignored.
     pub fn from_cli(s: &str) -> Option<Kind> {
         let l = s.to_ascii_lowercase();
         let l = l.split('.').next().unwrap_or("");
@@ -91,6 +115,11 @@ impl Kind {
             "svc" | "service" | "services" => Kind::Service,
             "deploy" | "deployment" | "deployments" => Kind::Deployment,
             "po" | "pod" | "pods" => Kind::Pod,
+            "netpol" | "networkpolicy" | "networkpolicies" => Kind::NetworkPolicy,
+            "cnp" | "ciliumnetworkpolicy" | "ciliumnetworkpolicies" => Kind::CiliumNetworkPolicy,
+            "ccnp" | "ciliumclusterwidenetworkpolicy" | "ciliumclusterwidenetworkpolicies" => {
+                Kind::CiliumClusterwideNetworkPolicy
+            }
             _ => return None,
         })
     }
@@ -155,6 +184,12 @@ pub enum Object {
     Deployment(Deployment),
     /// Pod.
     Pod(Pod),
+    /// NetworkPolicy.
+    NetworkPolicy(NetworkPolicy),
+    /// CiliumNetworkPolicy.
+    CiliumNetworkPolicy(CiliumNetworkPolicy),
+    /// CiliumClusterwideNetworkPolicy (same shape, no namespace).
+    CiliumClusterwideNetworkPolicy(CiliumNetworkPolicy),
 }
 
 impl Object {
@@ -167,6 +202,9 @@ impl Object {
             Object::Service(_) => Kind::Service,
             Object::Deployment(_) => Kind::Deployment,
             Object::Pod(_) => Kind::Pod,
+            Object::NetworkPolicy(_) => Kind::NetworkPolicy,
+            Object::CiliumNetworkPolicy(_) => Kind::CiliumNetworkPolicy,
+            Object::CiliumClusterwideNetworkPolicy(_) => Kind::CiliumClusterwideNetworkPolicy,
         }
     }
 
@@ -179,6 +217,10 @@ impl Object {
             Object::Service(o) => &o.metadata,
             Object::Deployment(o) => &o.metadata,
             Object::Pod(o) => &o.metadata,
+            Object::NetworkPolicy(o) => &o.metadata,
+            Object::CiliumNetworkPolicy(o) | Object::CiliumClusterwideNetworkPolicy(o) => {
+                &o.metadata
+            }
         }
     }
 
@@ -191,6 +233,10 @@ impl Object {
             Object::Service(o) => &mut o.metadata,
             Object::Deployment(o) => &mut o.metadata,
             Object::Pod(o) => &mut o.metadata,
+            Object::NetworkPolicy(o) => &mut o.metadata,
+            Object::CiliumNetworkPolicy(o) | Object::CiliumClusterwideNetworkPolicy(o) => {
+                &mut o.metadata
+            }
         }
     }
 
@@ -219,6 +265,13 @@ impl Object {
             Some(Kind::Service) => Object::Service(serde_json::from_value(value)?),
             Some(Kind::Deployment) => Object::Deployment(serde_json::from_value(value)?),
             Some(Kind::Pod) => Object::Pod(serde_json::from_value(value)?),
+            Some(Kind::NetworkPolicy) => Object::NetworkPolicy(serde_json::from_value(value)?),
+            Some(Kind::CiliumNetworkPolicy) => {
+                Object::CiliumNetworkPolicy(serde_json::from_value(value)?)
+            }
+            Some(Kind::CiliumClusterwideNetworkPolicy) => {
+                Object::CiliumClusterwideNetworkPolicy(serde_json::from_value(value)?)
+            }
             None => {
                 return Err(serde::de::Error::custom(format!(
                     "stored object has unknown kind {:?}",
@@ -236,6 +289,13 @@ impl Object {
             Object::Service(o) => serde_json::to_value(&o.spec).unwrap_or_default(),
             Object::Deployment(o) => serde_json::to_value(&o.spec).unwrap_or_default(),
             Object::Pod(o) => serde_json::to_value(&o.spec).unwrap_or_default(),
+            Object::NetworkPolicy(o) => serde_json::to_value(&o.spec).unwrap_or_default(),
+            Object::CiliumNetworkPolicy(o) | Object::CiliumClusterwideNetworkPolicy(o) => {
+                serde_json::json!({
+                    "spec": serde_json::to_value(&o.spec).unwrap_or_default(),
+                    "specs": serde_json::to_value(&o.specs).unwrap_or_default(),
+                })
+            }
         }
     }
 }
@@ -249,6 +309,10 @@ impl Serialize for Object {
             Object::Service(o) => o.serialize(s),
             Object::Deployment(o) => o.serialize(s),
             Object::Pod(o) => o.serialize(s),
+            Object::NetworkPolicy(o) => o.serialize(s),
+            Object::CiliumNetworkPolicy(o) | Object::CiliumClusterwideNetworkPolicy(o) => {
+                o.serialize(s)
+            }
         }
     }
 }

@@ -636,7 +636,12 @@ fn delete_one(txn: &mut Txn, key: &ObjectKey, opts: DeleteOptions) -> DeleteOutc
                 DeleteOutcome::Terminating(key.clone())
             }
         }
-        Object::Service(_) | Object::ServiceAccount(_) | Object::Node(_) => {
+        Object::Service(_)
+        | Object::ServiceAccount(_)
+        | Object::Node(_)
+        | Object::NetworkPolicy(_)
+        | Object::CiliumNetworkPolicy(_)
+        | Object::CiliumClusterwideNetworkPolicy(_) => {
             txn.remove(key);
             DeleteOutcome::Deleted(key.clone())
         }

@@ -1,6 +1,9 @@
 use std::collections::BTreeMap;
 
-use tollway_api::{Deployment, Kind, Namespace, Node, Object, ObjectKey, Pod, Service};
+use tollway_api::{
+    CiliumNetworkPolicy, Deployment, Kind, Namespace, NetworkPolicy, Node, Object, ObjectKey, Pod,
+    Service,
+};
 
 /// Every object at one resource version.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -63,6 +66,29 @@ impl Snapshot {
             Object::Node(n) => Some(n),
             _ => None,
         })
+    }
+
+    /// All Kubernetes NetworkPolicies.
+    pub fn network_policies(&self) -> impl Iterator<Item = &NetworkPolicy> {
+        self.list(Kind::NetworkPolicy, None)
+            .filter_map(|o| match o {
+                Object::NetworkPolicy(p) => Some(p),
+                _ => None,
+            })
+    }
+
+    /// All Cilium policies: every CiliumNetworkPolicy, then every
+    /// CiliumClusterwideNetworkPolicy (tell them apart with
+    /// [`CiliumNetworkPolicy::is_clusterwide`]).
+    pub fn cilium_policies(&self) -> impl Iterator<Item = &CiliumNetworkPolicy> {
+        self.list(Kind::CiliumNetworkPolicy, None)
+            .chain(self.list(Kind::CiliumClusterwideNetworkPolicy, None))
+            .filter_map(|o| match o {
+                Object::CiliumNetworkPolicy(p) | Object::CiliumClusterwideNetworkPolicy(p) => {
+                    Some(p)
+                }
+                _ => None,
+            })
     }
 
     /// A namespace.

@@ -245,3 +245,52 @@ fn deletion_is_graceful_for_scheduled_pods_and_cascades() {
     );
     assert!(matches!(e, Err(WriteError::Managed { .. })));
 }
+
+#[test]
+fn policies_are_stored_listed_and_deleted_with_their_namespace() {
+    let (_d, s) = store();
+    let np = "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny-all, namespace: payments}\nspec:\n  podSelector: {}\n";
+    let cnp = "---\napiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: web, namespace: payments}\nspec:\n  endpointSelector: {matchLabels: {app: api}}\n  ingress:\n  - fromEndpoints: [{matchLabels: {app: web}}]\n";
+    let ccnp = "---\napiVersion: cilium.io/v2\nkind: CiliumClusterwideNetworkPolicy\nmetadata: {name: from-world}\nspec:\n  endpointSelector: {}\n  ingressDeny:\n  - fromEntities: [world]\n";
+    // The namespace must exist (CCNPs have none).
+    let e = apply(&s, &format!("{np}{cnp}")).unwrap_err();
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(
+        e.iter()
+            .all(|e| e.contains("metadata.namespace: namespace \"payments\" not found")),
+        "{e:?}"
+    );
+    // Policies may come before their namespace in a file.
+    let out = apply(&s, &format!("{np}{cnp}{ccnp}---\n{NS}")).unwrap();
+    assert_eq!(out.len(), 4);
+    assert!(out.iter().all(|(_, a)| *a == ApplyAction::Created));
+    let snap = s.snapshot().unwrap();
+    let nps: Vec<&str> = snap
+        .network_policies()
+        .map(|p| p.metadata.name.as_str())
+        .collect();
+    assert_eq!(nps, vec!["deny-all"]);
+    let cps: Vec<(&str, bool)> = snap
+        .cilium_policies()
+        .map(|p| (p.metadata.name.as_str(), p.is_clusterwide()))
+        .collect();
+    assert_eq!(cps, vec![("web", false), ("from-world", true)]);
+    // Re-applying is unchanged; a spec change is configured.
+    let out = apply(&s, cnp).unwrap();
+    assert_eq!(out[0].1, ApplyAction::Unchanged);
+    let out = apply(&s, &cnp.replace("app: web", "app: admin")).unwrap();
+    assert_eq!(out[0].1, ApplyAction::Configured);
+    // Deleting the namespace takes its policies, not the clusterwide one.
+    let nk = ObjectKey::new(Kind::Namespace, None, "payments");
+    registry::delete(&s, std::slice::from_ref(&nk), DeleteOptions::default()).unwrap();
+    let snap = s.snapshot().unwrap();
+    assert_eq!(snap.network_policies().count(), 0);
+    let cps: Vec<&str> = snap
+        .cilium_policies()
+        .map(|p| p.metadata.name.as_str())
+        .collect();
+    assert_eq!(cps, vec!["from-world"]);
+    let ck = ObjectKey::new(Kind::CiliumClusterwideNetworkPolicy, None, "from-world");
+    let out = registry::delete(&s, std::slice::from_ref(&ck), DeleteOptions::default()).unwrap();
+    assert_eq!(out, vec![DeleteOutcome::Deleted(ck)]);
+}

@@ -2,7 +2,10 @@
 //! Checks that need the rest of the cluster (namespaces exist, cluster IPs
 //! are free) belong to the store.
 
+mod cilium;
+mod cilium_ports;
 mod deployment;
+mod netpol;
 mod pod;
 mod service;
 
@@ -35,9 +38,25 @@ pub(crate) fn validate(o: &Object) -> Vec<(String, String)> {
         Object::Pod(p) => pod::validate_pod_spec(&p.spec, "spec", &mut e),
         Object::Deployment(d) => deployment::validate(d, &mut e),
         Object::Service(s) => service::validate(s, &mut e),
+        Object::NetworkPolicy(np) => netpol::validate(np, &mut e),
+        Object::CiliumNetworkPolicy(p) | Object::CiliumClusterwideNetworkPolicy(p) => {
+            cilium::validate(p, &mut e);
+        }
         Object::Namespace(_) | Object::ServiceAccount(_) | Object::Node(_) => {}
     }
     e.0
+}
+
+/// Things a valid object says that the lab does not act on (yet), as
+/// (path, message).
+pub(crate) fn warnings(o: &Object) -> Vec<(String, String)> {
+    match o {
+        Object::NetworkPolicy(np) => netpol::warnings(np),
+        Object::CiliumNetworkPolicy(p) | Object::CiliumClusterwideNetworkPolicy(p) => {
+            cilium::warnings(p)
+        }
+        _ => Vec::new(),
+    }
 }
 
 fn validate_meta(m: &ObjectMeta, kind: Kind, path: &str, e: &mut Errs) {
@@ -79,10 +98,24 @@ pub(crate) fn validate_labels(
 }
 
 pub(crate) fn validate_selector(s: &LabelSelector, path: &str, e: &mut Errs) {
-    validate_labels(&s.match_labels, &format!("{path}.matchLabels"), e);
+    validate_selector_keyed(s, path, names::qualified_name, e);
+}
+
+/// [`validate_selector`] with another rule for keys (Cilium's keys may carry
+/// a label source).
+pub(crate) fn validate_selector_keyed(
+    s: &LabelSelector,
+    path: &str,
+    key: fn(&str) -> Result<(), String>,
+    e: &mut Errs,
+) {
+    for (k, v) in &s.match_labels {
+        e.check(format!("{path}.matchLabels.{k}"), key(k));
+        e.check(format!("{path}.matchLabels.{k}"), names::label_value(v));
+    }
     for (i, r) in s.match_expressions.iter().enumerate() {
         let p = format!("{path}.matchExpressions[{i}]");
-        e.check(format!("{p}.key"), names::qualified_name(&r.key));
+        e.check(format!("{p}.key"), key(&r.key));
         match r.operator.as_str() {
             "In" | "NotIn" => {
                 if r.values.is_empty() {

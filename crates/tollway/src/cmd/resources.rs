@@ -165,7 +165,7 @@ fn kind_and_names(kind: &str, names: &[String]) -> Result<(Kind, Vec<String>)> {
         None => (kind, None),
     };
     let kind = Kind::from_cli(k).ok_or_else(|| {
-        anyhow!("the server doesn't have a resource type {k:?} (known: pods, services, deployments, namespaces, serviceaccounts, nodes)")
+        anyhow!("the server doesn't have a resource type {k:?} (known: pods, services, deployments, namespaces, serviceaccounts, nodes, networkpolicies, ciliumnetworkpolicies, ciliumclusterwidenetworkpolicies)")
     })?;
     let mut all: Vec<String> = first.into_iter().collect();
     for n in names {
@@ -183,7 +183,7 @@ pub struct DeleteArgs {
     /// Delete the objects of these manifests.
     #[arg(short = 'f', long = "filename")]
     files: Vec<String>,
-    /// Kind (pod, svc, deploy, ns, sa) or KIND/NAME.
+    /// Kind (pod, svc, deploy, ns, sa, netpol, cnp, ccnp) or KIND/NAME.
     kind: Option<String>,
     /// Names.
     names: Vec<String>,
@@ -334,7 +334,9 @@ fn wait_until(
 #[derive(Args, Debug)]
 pub struct GetArgs {
     /// Kind(s): pods, services, deployments, namespaces, serviceaccounts,
-    /// nodes, all; comma-separated; or KIND/NAME.
+    /// nodes, networkpolicies, ciliumnetworkpolicies (cnp),
+    /// ciliumclusterwidenetworkpolicies (ccnp), all; comma-separated; or
+    /// KIND/NAME.
     kind: String,
     /// Names.
     names: Vec<String>,

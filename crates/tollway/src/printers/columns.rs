@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 use tollway_api::{
-    Deployment, Kind, LabelSelector, Namespace, Node, Object, Pod, Service, ServiceType,
+    Deployment, Kind, LabelSelector, Namespace, NetworkPolicy, Node, Object, Pod, Service,
+    ServiceType,
 };
 
 use super::{age, pod};
@@ -34,6 +35,10 @@ pub(super) fn headers(kind: Kind, wide: bool) -> Vec<&'static str> {
             vec!["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"],
             &["CONTAINERS", "IMAGES", "SELECTOR"],
         ),
+        Kind::NetworkPolicy => (vec!["NAME", "POD-SELECTOR", "AGE"], &[]),
+        Kind::CiliumNetworkPolicy | Kind::CiliumClusterwideNetworkPolicy => {
+            (vec!["NAME", "AGE"], &[])
+        }
         Kind::Namespace => (vec!["NAME", "STATUS", "AGE"], &[]),
         Kind::ServiceAccount => (vec!["NAME", "SECRETS", "AGE"], &[]),
         Kind::Node => (
@@ -67,6 +72,11 @@ pub(super) fn cells(object: &Object, wide: bool, now: Timestamp) -> Vec<String> 
             age::since(sa.metadata.creation_timestamp, now),
         ],
         Object::Node(n) => node_cells(n, wide, now),
+        Object::NetworkPolicy(np) => network_policy_cells(np, now),
+        Object::CiliumNetworkPolicy(p) | Object::CiliumClusterwideNetworkPolicy(p) => vec![
+            p.metadata.name.clone(),
+            age::since(p.metadata.creation_timestamp, now),
+        ],
     }
 }
 
@@ -182,6 +192,21 @@ pub(super) fn format_selector(sel: &LabelSelector) -> String {
         .map(|(_, t)| t)
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// kubectl's `printNetworkPolicy`: the pod selector as
+/// `metav1.FormatLabelSelector` prints it (`<none>` for `{}`).
+fn network_policy_cells(np: &NetworkPolicy, now: Timestamp) -> Vec<String> {
+    let selector = format_selector(np.pod_selector());
+    vec![
+        np.metadata.name.clone(),
+        if selector.is_empty() {
+            NONE.to_string()
+        } else {
+            selector
+        },
+        age::since(np.metadata.creation_timestamp, now),
+    ]
 }
 
 fn deployment_cells(d: &Deployment, wide: bool, now: Timestamp) -> Vec<String> {

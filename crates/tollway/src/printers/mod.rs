@@ -150,7 +150,9 @@ pub fn no_resources_message(kind: Kind, opts: &PrintOptions) -> String {
 }
 
 /// The resource name `-o name` and `kubectl apply` use for a kind: `pod`,
-/// `service`, `deployment.apps`, `namespace`, `serviceaccount`, `node`.
+/// `service`, `deployment.apps`, `namespace`, `serviceaccount`, `node`,
+/// `networkpolicy.networking.k8s.io`, `ciliumnetworkpolicy.cilium.io`,
+/// `ciliumclusterwidenetworkpolicy.cilium.io`.
 pub fn resource_name(kind: Kind) -> &'static str {
     match kind {
         Kind::Namespace => "namespace",
@@ -159,6 +161,9 @@ pub fn resource_name(kind: Kind) -> &'static str {
         Kind::Service => "service",
         Kind::Deployment => "deployment.apps",
         Kind::Pod => "pod",
+        Kind::NetworkPolicy => "networkpolicy.networking.k8s.io",
+        Kind::CiliumNetworkPolicy => "ciliumnetworkpolicy.cilium.io",
+        Kind::CiliumClusterwideNetworkPolicy => "ciliumclusterwidenetworkpolicy.cilium.io",
     }
 }
 

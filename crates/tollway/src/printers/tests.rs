@@ -526,3 +526,103 @@ fn output_formats_parse() {
          allowed formats are: json,name,wide,yaml"
     );
 }
+
+fn policies() -> Vec<Object> {
+    vec![
+        decode(
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: default-deny\n\
+             spec:\n  podSelector: {}\n",
+            "2024-05-01T11:00:00Z",
+        ),
+        decode(
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: api-allow\n\
+             spec:\n  podSelector:\n    matchLabels: {app: api}\n    matchExpressions:\n    \
+             - {key: tier, operator: In, values: [back, front]}\n  ingress:\n  - from:\n    \
+             - podSelector: {matchLabels: {app: web}}\n",
+            "2024-04-30T12:00:00Z",
+        ),
+        decode(
+            "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata:\n  name: l3-rule\n\
+             spec:\n  endpointSelector: {matchLabels: {role: backend}}\n  ingress:\n  \
+             - fromEndpoints: [{matchLabels: {role: frontend}}]\n",
+            "2024-05-01T11:59:00Z",
+        ),
+        decode(
+            "apiVersion: cilium.io/v2\nkind: CiliumClusterwideNetworkPolicy\nmetadata:\n  \
+             name: lockdown\nspec:\n  endpointSelector: {}\n  ingressDeny:\n  \
+             - fromEntities: [world]\n",
+            "2024-04-01T12:00:00Z",
+        ),
+    ]
+}
+
+#[test]
+fn network_policies_table() {
+    let objects = policies();
+    assert_eq!(
+        render(
+            Kind::NetworkPolicy,
+            &refs(&objects),
+            &opts(OutputFormat::Table)
+        )
+        .unwrap(),
+        "NAME           POD-SELECTOR                   AGE\n\
+         default-deny   <none>                         60m\n\
+         api-allow      app=api,tier in (back,front)   24h\n"
+    );
+    let mut o = opts(OutputFormat::Wide);
+    o.all_namespaces = true;
+    let text = render(Kind::NetworkPolicy, &refs(&objects[..1]), &o).unwrap();
+    assert_eq!(
+        text,
+        "NAMESPACE   NAME           POD-SELECTOR   AGE\ndefault     default-deny   <none>         60m\n"
+    );
+}
+
+#[test]
+fn cilium_policies_tables() {
+    let objects = policies();
+    let mut o = opts(OutputFormat::Table);
+    o.all_namespaces = true;
+    assert_eq!(
+        render(Kind::CiliumNetworkPolicy, &refs(&objects), &o).unwrap(),
+        "NAMESPACE   NAME      AGE\ndefault     l3-rule   60s\n"
+    );
+    // Cluster-scoped: no NAMESPACE column.
+    assert_eq!(
+        render(Kind::CiliumClusterwideNetworkPolicy, &refs(&objects), &o).unwrap(),
+        "NAME       AGE\nlockdown   30d\n"
+    );
+}
+
+#[test]
+fn policy_names_and_apply_lines() {
+    let objects = policies();
+    let o = opts(OutputFormat::Name);
+    assert_eq!(
+        render(Kind::NetworkPolicy, &refs(&objects[..2]), &o).unwrap(),
+        "networkpolicy.networking.k8s.io/default-deny\nnetworkpolicy.networking.k8s.io/api-allow\n"
+    );
+    assert_eq!(
+        render(Kind::CiliumNetworkPolicy, &refs(&objects[2..3]), &o).unwrap(),
+        "ciliumnetworkpolicy.cilium.io/l3-rule\n"
+    );
+    assert_eq!(
+        render(
+            Kind::CiliumClusterwideNetworkPolicy,
+            &refs(&objects[3..]),
+            &o
+        )
+        .unwrap(),
+        "ciliumclusterwidenetworkpolicy.cilium.io/lockdown\n"
+    );
+    let k = ObjectKey::new(
+        Kind::CiliumNetworkPolicy,
+        Some("payments"),
+        "checkout-api-l7-policy",
+    );
+    assert_eq!(
+        describe_apply(&k, "created"),
+        "ciliumnetworkpolicy.cilium.io/checkout-api-l7-policy created"
+    );
+}
