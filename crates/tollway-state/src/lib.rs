@@ -19,7 +19,7 @@ mod snapshot;
 
 pub use error::StateError;
 pub use file::FileStore;
-pub use file::Txn;
+pub use file::{Event, Txn, WatchResult, Watcher};
 pub use registry::{
     ApplyAction, ApplyOutcome, ClusterConfig, DeleteOptions, DeleteOutcome, WriteError,
 };

@@ -15,6 +15,18 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// Apply a watcher's change.
+    pub fn apply(&mut self, event: &crate::file::Event) {
+        match event {
+            crate::file::Event::Put(o) => {
+                self.objects.insert(o.key(), o.clone());
+            }
+            crate::file::Event::Delete(k) => {
+                self.objects.remove(k);
+            }
+        }
+    }
+
     /// One object.
     pub fn get(&self, key: &ObjectKey) -> Option<&Object> {
         self.objects.get(key)
