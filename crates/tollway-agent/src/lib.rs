@@ -12,6 +12,7 @@
 
 pub mod ctgc;
 mod error;
+mod follow;
 pub mod inspect;
 pub mod status;
 mod sync;
@@ -39,8 +40,7 @@ pub const NAT_PORTS: (u16, u16) = (61000, 65000);
 /// the socket LB (for tests and for debugging).
 pub const SOCKET_LB_ANNOTATION: &str = "tollway.io/socket-lb";
 
-const POLL: Duration = Duration::from_millis(50);
-const RESYNC: Duration = Duration::from_secs(5);
+const RESYNC: Duration = Duration::from_secs(30);
 const HEARTBEAT: Duration = Duration::from_secs(2);
 
 struct Agent {
@@ -189,22 +189,27 @@ pub fn run(lab: &str, node: &str) -> Result<(), AgentError> {
 
 impl Agent {
     fn loop_forever(&mut self, store: &FileStore) -> Result<(), AgentError> {
-        let mut last_version = u64::MAX;
-        let mut last_sync = Instant::now();
+        let mut follower = follow::Follower::new(store)?;
+        self.full_sync(follower.snapshot());
+        let mut last_full = Instant::now();
         let mut next_gc = Instant::now() + ctgc::START_INTERVAL;
         let mut last_beat = Instant::now();
         loop {
-            let version = store.version()?;
-            if version != last_version || last_sync.elapsed() >= RESYNC {
-                let snap = store.snapshot()?;
-                if let Err(e) = self.sync(&snap) {
-                    tracing::error!(error = %e, "sync failed; re-reading the maps");
-                    self.status.sync.error = Some(e.to_string());
-                    self.mirror = sync::read_applied(&self.maps)?;
+            let now = Instant::now();
+            let wake = [next_gc, last_beat + HEARTBEAT, last_full + RESYNC]
+                .into_iter()
+                .min()
+                .unwrap_or(now + HEARTBEAT);
+            follower.wait(wake.saturating_duration_since(now).min(HEARTBEAT));
+            match follower.poll()? {
+                follow::Change::None if last_full.elapsed() < RESYNC => {}
+                follow::Change::None | follow::Change::Full => {
+                    self.full_sync(follower.snapshot());
+                    last_full = Instant::now();
                 }
-                last_version = snap.resource_version;
-                last_sync = Instant::now();
-                self.write_status();
+                follow::Change::Delta(delta) => {
+                    self.delta_sync(follower.snapshot(), &delta);
+                }
             }
             if Instant::now() >= next_gc {
                 match ctgc::sweep(&mut self.maps, &mut self.status.gc) {
@@ -220,8 +225,27 @@ impl Agent {
                 self.write_status();
                 last_beat = Instant::now();
             }
-            std::thread::sleep(POLL);
         }
+    }
+
+    /// Recompute everything from the mirror (at start, after a journal
+    /// rotation, and periodically as a safety net).
+    fn full_sync(&mut self, snap: &Snapshot) {
+        if let Err(e) = self.sync(snap) {
+            tracing::error!(error = %e, "sync failed; re-reading the maps");
+            self.status.sync.error = Some(e.to_string());
+            match sync::read_applied(&self.maps) {
+                Ok(m) => self.mirror = m,
+                Err(e) => tracing::error!(error = %e, "cannot re-read the maps"),
+            }
+        }
+        self.write_status();
+    }
+
+    /// Apply what changed.
+    fn delta_sync(&mut self, snap: &Snapshot, delta: &follow::Delta) {
+        let _ = delta;
+        self.full_sync(snap);
     }
 
     fn write_status(&mut self) {

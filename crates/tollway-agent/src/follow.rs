@@ -1,0 +1,117 @@
+//! Following the store: a local mirror of every object, kept up to date
+//! from the store's journal (only the changes are read), and a wait that
+//! wakes on the store's version file changing (inotify), so that a change
+//! reaches the datapath in microseconds rather than a polling period.
+
+use std::os::fd::AsFd;
+use std::time::Duration;
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+use tollway_api::{Kind, Object, ObjectKey, Pod};
+use tollway_state::{Event, FileStore, Snapshot, StateError, WatchResult, Watcher};
+
+/// What changed since the last poll.
+#[derive(Debug, Default)]
+pub struct Delta {
+    /// Services created, changed or removed.
+    pub services: Vec<ObjectKey>,
+    /// Pods changed: (before, after).
+    pub pods: Vec<(Option<Pod>, Option<Pod>)>,
+    /// Anything else changed (namespaces, nodes, policies, ...).
+    pub others: Vec<ObjectKey>,
+}
+
+/// The result of a poll.
+#[derive(Debug)]
+pub enum Change {
+    /// Nothing new.
+    None,
+    /// These objects changed (the mirror is updated already).
+    Delta(Delta),
+    /// The mirror was replaced wholesale (journal rotated).
+    Full,
+}
+
+/// A mirror of the store that follows its journal.
+pub struct Follower {
+    watcher: Watcher,
+    snap: Snapshot,
+    inotify: Option<Inotify>,
+}
+
+impl Follower {
+    /// Start from the store's current state.
+    pub fn new(store: &FileStore) -> Result<Follower, StateError> {
+        let (snap, watcher) = store.watch()?;
+        let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
+            .ok()
+            .and_then(|i| {
+                i.add_watch(store.dir(), AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_CLOSE_WRITE)
+                    .ok()
+                    .map(|_| i)
+            });
+        Ok(Follower { watcher, snap, inotify })
+    }
+
+    /// The mirror.
+    pub fn snapshot(&self) -> &Snapshot {
+        &self.snap
+    }
+
+    /// Block until the store directory changes, or `timeout` passes.
+    pub fn wait(&mut self, timeout: Duration) {
+        match &self.inotify {
+            Some(i) => {
+                let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+                let mut fds = [PollFd::new(i.as_fd(), PollFlags::POLLIN)];
+                let _ = poll(&mut fds, PollTimeout::from(ms));
+                // Drain; the journal says what changed.
+                while let Ok(events) = i.read_events() {
+                    if events.is_empty() {
+                        break;
+                    }
+                }
+            }
+            None => std::thread::sleep(timeout.min(Duration::from_millis(5))),
+        }
+    }
+
+    /// Read the journal's new changes into the mirror.
+    pub fn poll(&mut self) -> Result<Change, StateError> {
+        match self.watcher.poll()? {
+            WatchResult::Unchanged => Ok(Change::None),
+            WatchResult::Resync(snap) => {
+                self.snap = snap;
+                Ok(Change::Full)
+            }
+            WatchResult::Events { rv, events } => {
+                let mut d = Delta::default();
+                for e in &events {
+                    let key = match e {
+                        Event::Put(o) => o.key(),
+                        Event::Delete(k) => k.clone(),
+                    };
+                    match key.kind {
+                        Kind::Service => d.services.push(key.clone()),
+                        Kind::Pod => {
+                            let before = match self.snap.get(&key) {
+                                Some(Object::Pod(p)) => Some(p.clone()),
+                                _ => None,
+                            };
+                            let after = match e {
+                                Event::Put(Object::Pod(p)) => Some(p.clone()),
+                                _ => None,
+                            };
+                            d.pods.push((before, after));
+                        }
+                        _ => d.others.push(key.clone()),
+                    }
+                    self.snap.apply(e);
+                }
+                self.snap.resource_version = rv;
+                Ok(Change::Delta(d))
+            }
+        }
+    }
+}
