@@ -27,7 +27,7 @@ use tollway_datapath::lb::{LbMaps, LoadOptions, NodeDatapath, SOCK_PROGRAMS, TC_
 use tollway_lab::net::PodLink;
 use tollway_lab::{LabConfig, LabPaths};
 use tollway_lb::{Algorithm, Applied, LbConfig, NodeContext};
-use tollway_state::{FileStore, Snapshot, StateSource};
+use tollway_state::{FileStore, Snapshot};
 
 pub use error::AgentError;
 pub use status::AgentStatus;
