@@ -12,9 +12,18 @@
  * one overwrites it), and so does a closing TCP entry (FIN both ways, or
  * RST) when a new SYN arrives on its tuple: the port was reused.
  *
- * tw_ct4 is one map per node: a connection between two pods of the node
- * passes two veths (from_lxc of the client's, to_lxc of the server's) and
- * both account its one entry, so such packets are counted twice.
+ * Directions (the key's TW_CT_F_INGRESS flag): tw_ct4 is one map per
+ * node, and each endpoint keeps its own view of a connection, so that its
+ * policy judges each new connection exactly once:
+ *  - an entry without the flag ("egress entry") is made on the
+ *    originator's side: by tw_from_lxc when a pod opens a connection, by
+ *    the uplink for a NodePort flow to a local backend;
+ *  - an entry with TW_CT_F_INGRESS ("ingress entry") is made by tw_to_lxc
+ *    when a connection arrives at a pod, after the pod's ingress policy
+ *    allowed it.
+ * A connection between two pods of the node thus has two entries with the
+ * same tuple: the client's egress entry (accounted by the client's veth)
+ * and the server's ingress entry (accounted by the server's veth).
  */
 #ifndef TOLLWAY_LIB_CT_H
 #define TOLLWAY_LIB_CT_H
@@ -171,7 +180,8 @@ static __always_inline int tw_ct_create(const struct tw_ct4_key *key, const stru
 
 /*
  * Bookkeeping of packets no service translates, in three steps the
- * programs combine in their own order (see lxc.c):
+ * programs combine in their own order (see lxc.c), each on the entries of
+ * one direction (`flags`: 0 or TW_CT_F_INGRESS):
  *  - tw_ct_track_tx: the packet's own tuple is tracked: account it (tx);
  *  - tw_ct_track_reply: the reversed tuple is tracked: the packet is a
  *    reply, account it (rx) and return the entry (it may ask for reverse
@@ -180,12 +190,29 @@ static __always_inline int tw_ct_create(const struct tw_ct4_key *key, const stru
  * Failing to create an entry is no reason to drop an untranslated packet:
  * tracking is best effort there.
  */
-static __always_inline int tw_ct_track_tx(const struct tw_pkt *pkt, __u64 now)
+/*
+ * ICMP echo keys are the same both ways (see the top), so the message type
+ * tells the directions apart: only a request goes the way of the entry's
+ * originator, only a reply the other way. An echo request towards a pod
+ * that once pinged its sender with the same identifier is no reply: it is
+ * a new connection of the other side, for that pod's policy to judge.
+ */
+static __always_inline int tw_ct_icmp_fits(const struct tw_pkt *pkt, int dir)
+{
+	if (pkt->proto != IPPROTO_ICMP)
+		return 1;
+	return pkt->icmp_type == (dir == TW_CT_DIR_TX ? TW_ICMP_ECHO : TW_ICMP_ECHOREPLY);
+}
+
+static __always_inline int tw_ct_track_tx(const struct tw_pkt *pkt, __u8 flags, __u64 now)
 {
 	struct tw_ct4_key key;
 	struct tw_ct_entry *ct;
 
+	if (!tw_ct_icmp_fits(pkt, TW_CT_DIR_TX))
+		return 0;
 	tw_ct_key_fwd(&key, pkt);
+	key.flags = flags;
 	ct = tw_ct_lookup(&key, pkt, now);
 	if (!ct)
 		return 0;
@@ -193,25 +220,30 @@ static __always_inline int tw_ct_track_tx(const struct tw_pkt *pkt, __u64 now)
 	return 1;
 }
 
-static __always_inline struct tw_ct_entry *tw_ct_track_reply(const struct tw_pkt *pkt, __u64 now)
+static __always_inline struct tw_ct_entry *tw_ct_track_reply(const struct tw_pkt *pkt, __u8 flags,
+							     __u64 now)
 {
 	struct tw_ct4_key key;
 	struct tw_ct_entry *ct;
 
+	if (!tw_ct_icmp_fits(pkt, TW_CT_DIR_RX))
+		return NULL;
 	tw_ct_key_rev(&key, pkt);
+	key.flags = flags;
 	ct = tw_ct_lookup(&key, pkt, now);
 	if (ct)
 		tw_ct_account(ct, pkt, TW_CT_DIR_RX, now);
 	return ct;
 }
 
-static __always_inline void tw_ct_track_new(const struct tw_pkt *pkt, __u64 now)
+static __always_inline void tw_ct_track_new(const struct tw_pkt *pkt, __u8 flags, __u64 now)
 {
 	struct tw_ct4_key key;
 
 	if (!tw_ct_may_create(pkt))
 		return;
 	tw_ct_key_fwd(&key, pkt);
+	key.flags = flags;
 	tw_ct_create(&key, pkt, 0, 0, now);
 }
 

@@ -13,6 +13,7 @@
 #include "lib/maps.h"
 #include "lib/nat.h"
 #include "lib/parse.h"
+#include "lib/policy.h"
 #include "lib/reject.h"
 
 /* tw_lb4_xlate() result when the destination is no service. */
@@ -236,7 +237,12 @@ static __always_inline void tw_lb4_record_affinity(const struct tw_pkt *pkt, __u
  * Service translation of a TCP/UDP packet from a pod (tc ingress of its
  * veth). Returns TW_LB_NOT_SERVICE if the destination is no frontend,
  * else the verdict: TC_ACT_OK once DNATed, TC_ACT_REDIRECT for a reject
- * (no backend), TC_ACT_SHOT on a failure (counted).
+ * (no backend), TC_ACT_SHOT on a failure or a policy drop (counted).
+ *
+ * The pod's egress policy judges the connection as it will leave, to the
+ * chosen backend (address, identity and port of the backend, as in
+ * Cilium), when there is no live connection entry for it yet; a denied
+ * packet leaves no state behind (no conntrack entry, no affinity).
  */
 static __always_inline int tw_lb4_xlate(struct __sk_buff *skb, const struct tw_pkt *pkt, __u64 now)
 {
@@ -247,6 +253,7 @@ static __always_inline int tw_lb4_xlate(struct __sk_buff *skb, const struct tw_p
 	struct tw_ct_entry *sct, *cct;
 	struct tw_lb4_key key;
 	__u32 backend_id = 0;
+	__u32 reason;
 
 	svc_entry = tw_lb4_lookup_service(&key, pkt);
 	if (!svc_entry)
@@ -278,21 +285,38 @@ static __always_inline int tw_lb4_xlate(struct __sk_buff *skb, const struct tw_p
 		if (!backend_id)
 			return tw_reject(skb, pkt);
 	}
+
+	/* 3. The connection entry (the pod's egress entry), as the packet
+	 * will leave: to the backend. None live: a new connection of the pod,
+	 * for its egress policy to judge before anything is written. */
+	tw_ct_key_fwd(&ckey, pkt);
+	ckey.daddr = backend.address;
+	ckey.dport = backend.port;
+	cct = tw_ct_lookup(&ckey, pkt, now);
+	if (!cct) {
+		reason = tw_policy_check(skb->ifindex, backend.address, pkt->proto, backend.port,
+					 pkt->len, TW_POL_EGRESS);
+		if (reason != TW_POLICY_ALLOW)
+			return tw_drop(reason);
+	}
+
 	if (svc.flags & TW_SVC_F_AFFINITY)
 		tw_lb4_record_affinity(pkt, svc.rev_nat_index, backend_id, now);
 
 	if (sct) {
 		tw_ct_account(sct, pkt, TW_CT_DIR_TX, now);
-	} else if (tw_ct_create(&skey, pkt, backend_id, svc.rev_nat_index, now) < 0) {
-		/* Without conntrack the replies could not be reverse-NATed. */
-		return tw_drop(TW_DROP_CT_MAP_INSERTION_FAILED);
+	} else {
+		if (tw_ct_create(&skey, pkt, backend_id, svc.rev_nat_index, now) < 0)
+			/* Without conntrack the replies could not be
+			 * reverse-NATed. */
+			return tw_drop(TW_DROP_CT_MAP_INSERTION_FAILED);
+		/* Inserting into the LRU map may have recycled the element
+		 * cct points to: look it up again. */
+		if (cct)
+			cct = tw_ct_lookup(&ckey, pkt, now);
 	}
 
-	/* 3. The connection entry, as the packet will leave: to the backend. */
-	tw_ct_key_fwd(&ckey, pkt);
-	ckey.daddr = backend.address;
-	ckey.dport = backend.port;
-	cct = tw_ct_lookup(&ckey, pkt, now);
+	/* 4. Account or create the connection entry. */
 	if (cct) {
 		cct->rev_nat_index = svc.rev_nat_index;
 		cct->backend_id = backend_id;
@@ -301,7 +325,7 @@ static __always_inline int tw_lb4_xlate(struct __sk_buff *skb, const struct tw_p
 		return tw_drop(TW_DROP_CT_MAP_INSERTION_FAILED);
 	}
 
-	/* 4. DNAT. */
+	/* 5. DNAT. */
 	if (tw_nat4_rewrite(skb, pkt, TW_NAT_DST, backend.address, backend.port) < 0)
 		return tw_drop(TW_DROP_WRITE_ERROR);
 	return TC_ACT_OK;

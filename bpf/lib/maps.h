@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * Every map of the node datapath, shared by all programs (lxc.c now,
- * sock.c and nodeport.c later). Names, key/value types and sizes are the
- * ABI of bpf/abi/{lb,ct,drop}.h; every map is pinned by name, so all the
+ * Every map of the node datapath, shared by all programs (lxc.c, sock.c,
+ * nodeport.c). Names, key/value types and sizes are the ABI of
+ * bpf/abi/{lb,ct,drop,policy}.h; every map is pinned by name, so all the
  * objects of a node (and every later load) share the same kernel maps.
  *
  * Include this header from exactly one translation unit per object (each
@@ -17,6 +17,7 @@
 #include "abi/ct.h"
 #include "abi/drop.h"
 #include "abi/lb.h"
+#include "abi/policy.h"
 
 /*
  * Maps written only by user space (services, backends, rev NAT, socket
@@ -130,5 +131,59 @@ struct {
 	__type(value, __u64);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } tw_drops SEC(".maps");
+
+/*
+ * Identity-based policy (abi/policy.h), all written by user space only.
+ *
+ * tw_ipcache4: every known address or prefix -> its security identity.
+ * LPM tries must be created with BPF_F_NO_PREALLOC.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, TW_IPCACHE_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct tw_ipcache_key);
+	__type(value, struct tw_ipcache_entry);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} tw_ipcache4 SEC(".maps");
+
+/* tw_endpoints: host-side veth ifindex -> the pod's endpoint. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, TW_ENDPOINTS_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32);
+	__type(value, struct tw_endpoint);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} tw_endpoints SEC(".maps");
+
+/*
+ * Template of the per-endpoint policy tries. No BPF_F_INNER_MAP: every
+ * inner trie has exactly this definition (the kernel compares type, key
+ * and value size, map_flags and max_entries when user space inserts one),
+ * so user space creates them with TW_POLICY_ENTRIES_MAX entries and
+ * BPF_F_NO_PREALLOC.
+ *
+ * Key and value are given by size, not __type(): clang 14 emits the types
+ * that only an inner map template points to as BTF forward declarations,
+ * whose size no loader can resolve (the kernel compares only sizes
+ * anyway).
+ */
+struct tw_policy_inner {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, TW_POLICY_ENTRIES_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(key_size, sizeof(struct tw_policy_key));
+	__uint(value_size, sizeof(struct tw_policy_entry));
+};
+
+/* tw_policy: endpoint id -> its policy trie, replaced whole by user space. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
+	__uint(max_entries, TW_POLICY_ENDPOINTS_MAX);
+	__type(key, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__array(values, struct tw_policy_inner);
+} tw_policy SEC(".maps");
 
 #endif /* TOLLWAY_LIB_MAPS_H */

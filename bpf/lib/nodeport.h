@@ -8,13 +8,17 @@
  * service's EXT scope lists only local backends), then:
  *
  *  - local backend: DNAT only, the client's address is kept, the kernel
- *    routes the packet to the pod. The reply comes back from the pod
- *    through tw_from_lxc (conntrack bookkeeping only: it sees the reply of
- *    our connection entry) and leaves through the uplink's egress, where
- *    tw_to_netdev finds the connection entry (TW_CT_S_NODEPORT) and
- *    restores node IP:node port as the source. tw_to_lxc never sees that
- *    reply, and tw_from_lxc never NATs non-service traffic, so the reply is
- *    translated exactly once;
+ *    routes the packet to the pod. On the pod's veth the flow is a
+ *    connection the pod receives: tw_to_lxc judges it with the pod's
+ *    ingress policy (peer: the client's identity) and tracks it in an
+ *    ingress entry of its own (TW_CT_F_INGRESS, lib/ct.h), apart from our
+ *    connection entry (an egress entry: the uplink acts for the
+ *    originator). The reply comes back from the pod through tw_from_lxc
+ *    (conntrack bookkeeping only: the reply of the pod's ingress entry)
+ *    and leaves through the uplink's egress, where tw_to_netdev finds our
+ *    connection entry (TW_CT_S_NODEPORT) and restores node IP:node port as
+ *    the source. tw_to_lxc never sees that reply, and tw_from_lxc never
+ *    NATs non-service traffic, so the reply is translated exactly once;
  *
  *  - remote backend: DNAT and SNAT to node IP:nat port, so that the reply
  *    comes back to this node (the backend's node would otherwise answer
@@ -33,8 +37,8 @@
  *    the backend and, for SNATed flows, the nat port, so that every packet
  *    of a flow uses the same backend and the same nat port;
  *  - local backends also get the connection entry {client, backend,
- *    client port, backend port} with rev_nat_index, which the reply path
- *    looks up reversed;
+ *    client port, backend port} (key flags 0) with rev_nat_index, which
+ *    tw_to_netdev looks up reversed;
  *  - both carry TW_CT_S_NODEPORT (so that tw_to_netdev leaves every other
  *    entry alone: pods answering remote clients also leave by the uplink).
  * A tw_np_nat4 entry lives exactly as long as its SERVICE entry: its
@@ -306,8 +310,8 @@ static __always_inline int tw_np_local(struct __sk_buff *skb, const struct tw_pk
 	}
 
 	/* The connection entry, as the packet leaves: to the backend. Its
-	 * reversed tuple is what the pod's reply carries, which tw_from_lxc
-	 * accounts as a reply and tw_to_netdev reverse-NATs. */
+	 * reversed tuple is what the pod's reply carries, which tw_to_netdev
+	 * reverse-NATs (the pod's veth keeps its own ingress entry). */
 	tw_ct_key_fwd(&ckey, pkt);
 	ckey.daddr = backend->address;
 	ckey.dport = backend->port;
@@ -466,7 +470,8 @@ static __always_inline int tw_np_rev_dnat(struct __sk_buff *skb, const struct tw
 	tw_ct_key_rev(&key, pkt);
 	ct = tw_ct_lookup(&key, pkt, now);
 	/* Only NodePort entries: a pod answering a remote pod or host also
-	 * leaves here, with an entry tw_to_lxc made, and must pass as is. */
+	 * leaves here and must pass as is (tw_to_lxc tracked that connection
+	 * in an ingress entry, which this key, flags 0, does not find). */
 	if (!ct || !(ct->state & TW_CT_S_NODEPORT) || !ct->rev_nat_index)
 		return TC_ACT_OK;
 	rev_nat_index = ct->rev_nat_index;

@@ -4,13 +4,42 @@
  *
  *  tw_from_lxc (tc ingress: packets from the pod) translates connections
  *  to service frontends into connections to a backend (DNAT, conntrack),
- *  rejects them if the service has no backend, and tracks other traffic.
+ *  rejects them if the service has no backend, tracks other traffic, and
+ *  enforces the pod's egress policy on the connections it opens.
  *
  *  tw_to_lxc (tc egress: packets to the pod) restores the frontend as the
- *  source of replies (reverse NAT) and tracks other traffic.
+ *  source of replies (reverse NAT), tracks other traffic, and enforces the
+ *  pod's ingress policy on the connections it receives.
+ *
+ * Conntrack directions (lib/ct.h): the pod's own connections have egress
+ * entries (key flags 0), made here by tw_from_lxc; connections the pod
+ * receives have ingress entries (TW_CT_F_INGRESS), made here by tw_to_lxc.
+ * Each program first looks for the entry that makes the packet part of a
+ * known connection in the pod's view, and only a packet that belongs to
+ * none is a new connection, for the pod's policy to judge once:
+ *
+ *   tw_from_lxc                          tw_to_lxc
+ *   0. service frontend: lib/lb.h        1. reverse of an egress entry:
+ *      (egress entry of the backend         a reply to the pod, reverse
+ *      tuple, egress policy if new)         NAT if it was a service
+ *   1. forward egress entry: the pod's   2. forward ingress entry: more
+ *      connection goes on                   of a connection to the pod
+ *   2. reverse of an ingress entry:      3. new: ingress policy (peer =
+ *      the pod answering as a server        ipcache(saddr)), then a new
+ *   3. new: egress policy (peer =           ingress entry
+ *      ipcache(daddr)), then a new
+ *      egress entry
+ *
+ * Two pods of one node talking: the client's veth makes and uses the
+ * egress entry, the server's veth the ingress entry of the same tuple, so
+ * each pod's policy sees the connection once and neither veth mistakes
+ * the other's entry for its own (a server's reply never matches step 1 of
+ * tw_from_lxc: the client's entry has the other orientation). A NodePort
+ * flow to a local backend has the uplink's egress entry (lib/nodeport.h)
+ * and, here, the pod's ingress entry, judged with the client's identity.
  *
  * IPv4 only: everything else passes untouched. The logic lives in
- * bpf/lib (parse.h, ct.h, lb.h, nat.h, reject.h).
+ * bpf/lib (parse.h, ct.h, lb.h, nat.h, policy.h, reject.h).
  */
 #include "lib/common.h"
 #include "lib/maps.h"
@@ -18,11 +47,13 @@
 #include "lib/drop.h"
 #include "lib/lb.h"
 #include "lib/parse.h"
+#include "lib/policy.h"
 
 SEC("classifier")
 int tw_from_lxc(struct __sk_buff *skb)
 {
 	struct tw_pkt pkt;
+	__u32 reason;
 	__u64 now;
 	int ret;
 
@@ -39,10 +70,22 @@ int tw_from_lxc(struct __sk_buff *skb)
 			return ret;
 	}
 
-	/* Not a service: the pod is usually the originator, else a server
-	 * replying. */
-	if (tw_ct_trackable(&pkt) && !tw_ct_track_tx(&pkt, now) && !tw_ct_track_reply(&pkt, now))
-		tw_ct_track_new(&pkt, now);
+	if (!tw_ct_trackable(&pkt)) {
+		reason = tw_policy_untracked(skb, &pkt, TW_POL_EGRESS);
+		return reason == TW_POLICY_ALLOW ? TC_ACT_OK : tw_drop(reason);
+	}
+	/* 1. The pod's own connection. */
+	if (tw_ct_track_tx(&pkt, 0, now))
+		return TC_ACT_OK;
+	/* 2. The pod answering a connection it received. */
+	if (tw_ct_track_reply(&pkt, TW_CT_F_INGRESS, now))
+		return TC_ACT_OK;
+	/* 3. A new connection of the pod. */
+	reason = tw_policy_check(skb->ifindex, pkt.daddr, pkt.proto, pkt.dport, pkt.len,
+				 TW_POL_EGRESS);
+	if (reason != TW_POLICY_ALLOW)
+		return tw_drop(reason);
+	tw_ct_track_new(&pkt, 0, now);
 	return TC_ACT_OK;
 }
 
@@ -52,6 +95,7 @@ int tw_to_lxc(struct __sk_buff *skb)
 	struct tw_ct_entry *ct;
 	struct tw_pkt pkt;
 	__u16 rev_nat_index;
+	__u32 reason;
 	__u64 now;
 	int ret;
 
@@ -60,12 +104,14 @@ int tw_to_lxc(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	if (ret < 0)
 		return tw_drop(-ret);
-	if (!tw_ct_trackable(&pkt))
-		return TC_ACT_OK;
+	if (!tw_ct_trackable(&pkt)) {
+		reason = tw_policy_untracked(skb, &pkt, TW_POL_INGRESS);
+		return reason == TW_POLICY_ALLOW ? TC_ACT_OK : tw_drop(reason);
+	}
 
 	now = bpf_ktime_get_ns();
-	/* A reply to a connection the pod opened, maybe to a service. */
-	ct = tw_ct_track_reply(&pkt, now);
+	/* 1. A reply to a connection the pod opened, maybe to a service. */
+	ct = tw_ct_track_reply(&pkt, 0, now);
 	if (ct) {
 		rev_nat_index = ct->rev_nat_index;
 		if (rev_nat_index && (pkt.flags & TW_PKT_F_PORTS))
@@ -73,9 +119,15 @@ int tw_to_lxc(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	}
 
-	/* Someone talking to the pod as a server. */
-	if (!tw_ct_track_tx(&pkt, now))
-		tw_ct_track_new(&pkt, now);
+	/* 2. More of a connection the pod received. */
+	if (tw_ct_track_tx(&pkt, TW_CT_F_INGRESS, now))
+		return TC_ACT_OK;
+	/* 3. Someone opening a connection to the pod. */
+	reason = tw_policy_check(skb->ifindex, pkt.saddr, pkt.proto, pkt.dport, pkt.len,
+				 TW_POL_INGRESS);
+	if (reason != TW_POLICY_ALLOW)
+		return tw_drop(reason);
+	tw_ct_track_new(&pkt, TW_CT_F_INGRESS, now);
 	return TC_ACT_OK;
 }
 

@@ -15,7 +15,7 @@ use common::lb::*;
 use common::{chain, require_root};
 use tollway_abi::{
     Config, Ct4Key, CtEntry, Lb4AffinityKey, Lb4Backend, Lb4Revnat, Lb4Service, LbAffinity,
-    TW_CT_F_SERVICE, TW_CT_LIFETIME_NONTCP, TW_CT_LIFETIME_TCP_CLOSE,
+    TW_CT_F_INGRESS, TW_CT_F_SERVICE, TW_CT_LIFETIME_NONTCP, TW_CT_LIFETIME_TCP_CLOSE,
     TW_CT_LIFETIME_TCP_ESTABLISHED, TW_CT_LIFETIME_TCP_SYN, TW_CT_S_ESTABLISHED, TW_CT_S_FIN_RX,
     TW_CT_S_FIN_TX, TW_CT_S_RST, TW_CT_S_SEEN_REPLY, TW_CT_S_SYN_SEEN, TW_LB_ALG_MAGLEV,
     TW_LB_ALG_RANDOM, TW_LB_SCOPE_EXT, TW_LB_SCOPE_INT, TW_SVC_F_AFFINITY, TW_SVC_F_CLUSTERIP,
@@ -1277,7 +1277,8 @@ fn non_ipv4_and_non_service_traffic_passes_unchanged() {
     assert_eq!((ct.tx_packets, ct.rx_packets), (1, 1));
 
     // A remote client talking to the pod as a server: the entry is the
-    // remote's, the pod's answers are its replies.
+    // pod's ingress entry (TW_CT_F_INGRESS) of the remote's tuple, the
+    // pod's answers are its replies.
     let remote = Ipv4Addr::new(10, 0, 3, 9);
     let incoming = TcpPacket {
         ip: to_client_ip(remote),
@@ -1298,14 +1299,22 @@ fn non_ipv4_and_non_service_traffic_passes_unchanged() {
     };
     unchanged(&mut node, FROM, &answer.build(), "SYN-ACK from the pod");
     let ct = node.ct_must(
-        &ct_key(remote, CLIENT, 47000, 8443, IPPROTO_TCP, 0),
+        &ct_key(remote, CLIENT, 47000, 8443, IPPROTO_TCP, TW_CT_F_INGRESS),
         "pod as server",
     );
     assert_eq!((ct.tx_packets, ct.rx_packets), (1, 1));
     assert_ne!(ct.state & TW_CT_S_SEEN_REPLY, 0);
+    for flags in [0, TW_CT_F_INGRESS] {
+        assert!(
+            node.ct(&ct_key(CLIENT, remote, 8443, 47000, IPPROTO_TCP, flags))
+                .is_none(),
+            "no entry for the reply direction"
+        );
+    }
     assert!(
-        node.ct(&ct_key(CLIENT, remote, 8443, 47000, IPPROTO_TCP, 0))
-            .is_none()
+        node.ct(&ct_key(remote, CLIENT, 47000, 8443, IPPROTO_TCP, 0))
+            .is_none(),
+        "no egress entry for a connection the pod received"
     );
 
     // A non-first fragment to the VIP carries no ports: untouched, untracked.

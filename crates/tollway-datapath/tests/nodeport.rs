@@ -17,7 +17,7 @@ use common::lb::*;
 use common::{chain, require_root};
 use tollway_abi::{
     Config, Ct4Key, Lb4Backend, Lb4Revnat, Lb4Service, Nat4Entry, TW_BE_F_LOCAL, TW_CFG_F_NODEPORT,
-    TW_CT_F_SERVICE, TW_CT_LIFETIME_NONTCP, TW_CT_LIFETIME_TCP_CLOSE,
+    TW_CT_F_INGRESS, TW_CT_F_SERVICE, TW_CT_LIFETIME_NONTCP, TW_CT_LIFETIME_TCP_CLOSE,
     TW_CT_LIFETIME_TCP_ESTABLISHED, TW_CT_LIFETIME_TCP_SYN, TW_CT_S_ESTABLISHED, TW_CT_S_NODEPORT,
     TW_CT_S_SEEN_REPLY, TW_CT_S_SYN_SEEN, TW_LB_ALG_RANDOM, TW_LB_SCOPE_EXT, TW_LB_SCOPE_INT,
     TW_SVC_F_CLUSTERIP, TW_SVC_F_ETP_LOCAL, TW_SVC_F_NODEPORT, TW_SVC_F_TWO_SCOPES, be16, be32,
@@ -515,7 +515,10 @@ fn local_backend_udp_dnat_and_reverse_nat() {
 /// The whole local-backend path across both objects, as the kernel runs
 /// it: uplink ingress, pod veth egress (tw_to_lxc), the pod's reply at pod
 /// veth ingress (tw_from_lxc), uplink egress. Exactly one program rewrites
-/// each direction, and every hook accounts the one connection entry.
+/// each direction. The uplink's connection entry (an egress entry, flags 0)
+/// is accounted by the uplink's programs; the pod's veth, for which the
+/// flow is a connection the pod receives, keeps its own ingress entry
+/// (TW_CT_F_INGRESS) of the same tuple, as for any connection to a pod.
 #[test]
 fn local_backend_flow_through_the_pod_veth_is_translated_once() {
     let mut node = Node::new();
@@ -564,21 +567,35 @@ fn local_backend_flow_through_the_pod_veth_is_translated_once() {
     let cct = node.ct_must(&conn_ct_key(41000, 1, IPPROTO_TCP), "connection");
     assert_eq!(
         (cct.tx_packets, cct.rx_packets),
-        (2, 1),
-        "tw_to_lxc accounted the SYN, tw_from_lxc found the reply as a reply"
+        (1, 0),
+        "the uplink's entry is the uplink's: the pod's veth leaves it alone"
     );
-    assert!(
-        node.ct(&ct_key(
-            backend_ip(1),
-            CLIENT,
-            BACKEND_PORT,
-            41000,
-            IPPROTO_TCP,
-            0
-        ))
-        .is_none(),
-        "no second entry for the reply direction"
+    let ingress = Ct4Key {
+        flags: TW_CT_F_INGRESS,
+        ..conn_ct_key(41000, 1, IPPROTO_TCP)
+    };
+    let ict = node.ct_must(&ingress, "the pod's ingress entry");
+    assert_eq!(
+        (ict.tx_packets, ict.rx_packets, ict.rev_nat_index),
+        (1, 1, 0),
+        "tw_to_lxc opened the pod's ingress entry with the SYN, tw_from_lxc found the reply \
+         as its reply"
     );
+    assert_eq!(ict.state, TW_CT_S_SYN_SEEN | TW_CT_S_SEEN_REPLY);
+    for flags in [0, TW_CT_F_INGRESS] {
+        assert!(
+            node.ct(&ct_key(
+                backend_ip(1),
+                CLIENT,
+                BACKEND_PORT,
+                41000,
+                IPPROTO_TCP,
+                flags
+            ))
+            .is_none(),
+            "no entry for the reply direction"
+        );
+    }
 
     let run = node.run(TO, &pod_reply(pod_reply_ep(backend_ip(1))));
     assert_eq!(run.retval, TC_ACT_OK);
@@ -596,10 +613,16 @@ fn local_backend_flow_through_the_pod_veth_is_translated_once() {
         .build(),
     );
     let cct = node.ct_must(&conn_ct_key(41000, 1, IPPROTO_TCP), "connection");
-    assert_eq!((cct.tx_packets, cct.rx_packets), (2, 2));
+    assert_eq!((cct.tx_packets, cct.rx_packets), (1, 1));
     assert_eq!(
         cct.state,
         TW_CT_S_SYN_SEEN | TW_CT_S_SEEN_REPLY | TW_CT_S_NODEPORT
+    );
+    let ict = node.ct_must(&ingress, "the pod's ingress entry");
+    assert_eq!(
+        (ict.tx_packets, ict.rx_packets),
+        (1, 1),
+        "tw_to_netdev leaves the pod's entry alone"
     );
     eprintln!(
         "verifier: tw_from_lxc walked {:?} instructions, tw_to_lxc {:?}",
@@ -1194,7 +1217,7 @@ fn non_nodeport_traffic_passes_byte_identical() {
 
     // Egress: a local pod's connection to a remote pod, tracked by
     // tw_from_lxc (no NODEPORT entry), its SYN and the pod answering a
-    // remote client whose SYN tw_to_lxc tracked.
+    // remote client whose SYN tw_to_lxc tracked (in an ingress entry).
     let pod_ep = |dst| Ipv4Endpoints {
         src_mac: NODE_MAC,
         dst_mac: NODE2_MAC,
@@ -1236,7 +1259,14 @@ fn non_nodeport_traffic_passes_byte_identical() {
     .build();
     unchanged(&mut node, TO, &answer, "local pod answering a remote pod");
     let ct = node.ct_must(
-        &ct_key(backend_ip(12), backend_ip(1), 46000, 8080, IPPROTO_TCP, 0),
+        &ct_key(
+            backend_ip(12),
+            backend_ip(1),
+            46000,
+            8080,
+            IPPROTO_TCP,
+            TW_CT_F_INGRESS,
+        ),
         "remote pod to local pod",
     );
     assert_eq!(ct.rx_packets, 0, "tw_to_netdev leaves other entries alone");

@@ -200,6 +200,12 @@ impl NodeDatapath {
         self.objects.get_mut(object)
     }
 
+    /// The loaded object, shared (e.g. to run programs from several
+    /// threads at once).
+    pub fn object(&self, object: &str) -> Option<&Ebpf> {
+        self.objects.get(object)
+    }
+
     fn classifier(
         &mut self,
         object: &'static str,

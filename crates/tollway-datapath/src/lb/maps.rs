@@ -1,6 +1,7 @@
 //! Typed handles on the maps of `bpf/abi/lb.h`, `ct.h` and `drop.h`, opened
 //! from their pins (`/sys/fs/bpf/tollway/<lab>/<node>/<map>`), so that the
-//! agent, the CLI and tests all see the same kernel objects.
+//! agent, the CLI and tests all see the same kernel objects. The maps of
+//! `policy.h` have their own handles, [`PolicyMaps`](super::PolicyMaps).
 
 use std::path::{Path, PathBuf};
 
@@ -23,6 +24,9 @@ pub const MAP_NAMES: &[&str] = &[
     "tw_ct4",
     "tw_np_nat4",
     "tw_drops",
+    "tw_ipcache4",
+    "tw_endpoints",
+    "tw_policy",
 ];
 
 /// Errors of map access.
@@ -56,6 +60,14 @@ pub enum MapsError {
         /// aya's error.
         #[source]
         source: MapError,
+    },
+    /// What was to be written is not valid for the map.
+    #[error("invalid content for map {name}: {what}")]
+    Invalid {
+        /// Map name.
+        name: &'static str,
+        /// What is wrong.
+        what: String,
     },
 }
 
@@ -104,6 +116,16 @@ fn open(dir: &Path, name: &'static str) -> Result<Map, MapsError> {
         source,
     })?;
     Map::from_map_data(data).map_err(|source| MapsError::Open { path, source })
+}
+
+/// Opens the pin `name` in `dir` as a typed map.
+pub(super) fn open_typed<T>(dir: &Path, name: &'static str) -> Result<T, MapsError>
+where
+    T: TryFrom<Map, Error = MapError>,
+{
+    open(dir, name)?
+        .try_into()
+        .map_err(|source| MapsError::Type { name, source })
 }
 
 macro_rules! typed {

@@ -1,9 +1,11 @@
 //! The service load balancer's datapath: typed access to its pinned maps
-//! ([`LbMaps`]) and the loader that puts its programs in place on a node
-//! ([`NodeDatapath`]).
+//! ([`LbMaps`], and [`PolicyMaps`] for identities, endpoints and policy) and
+//! the loader that puts its programs in place on a node ([`NodeDatapath`]).
 
 mod loader;
 mod maps;
+mod policy;
 
 pub use loader::{LoadError, LoadOptions, NodeDatapath, ProgramState, SOCK_PROGRAMS, TC_PROGRAMS};
 pub use maps::{LbMaps, MAP_NAMES, MapFill, MapsError};
+pub use policy::{PolicyMaps, PolicyPrefix, PolicyTable, PolicyTrie};

@@ -18,7 +18,7 @@ use aya::{
 use tollway_abi::{Ct4Key, CtEntry, Lb4Key, be16, be32};
 use tollway_datapath::{
     bpffs::{self, BPFFS_MOUNT},
-    lb::{LbMaps, LoadOptions, MAP_NAMES, NodeDatapath},
+    lb::{LbMaps, LoadOptions, MAP_NAMES, NodeDatapath, PolicyMaps},
     testutil::{
         ETH_HLEN, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, ParsedFrame, ipv4_checksum_ok,
         l4_checksum_ok,
@@ -46,6 +46,7 @@ pub fn mono_ns() -> u64 {
 pub struct Node {
     pub dp: NodeDatapath,
     pub maps: LbMaps,
+    pub policy: PolicyMaps,
     // Last: the pins go after the handles.
     _pins: PinTree,
 }
@@ -94,16 +95,35 @@ impl Node {
             );
         }
         let maps = LbMaps::open(&dir).unwrap_or_else(|e| panic!("LbMaps::open: {}", chain(&e)));
+        let policy =
+            PolicyMaps::open(&dir).unwrap_or_else(|e| panic!("PolicyMaps::open: {}", chain(&e)));
         Node {
             dp,
             maps,
+            policy,
             _pins: pins,
         }
     }
 
-    /// Run a program of an object on a frame.
+    /// The pin directory of the node's maps.
+    pub fn pin_dir(&self) -> &Path {
+        self.dp.pin_dir()
+    }
+
+    /// Run a program of an object on a frame (the skb's device: loopback).
     pub fn run_in(&mut self, object: &str, program: &str, frame: &[u8]) -> Run {
-        let ebpf = self.dp.object_mut(object).unwrap();
+        self.run_on(object, program, frame, 0)
+    }
+
+    /// Run a program of an object on a frame as if it passed the device
+    /// `ifindex` (`skb->ifindex`; 0: loopback). The device must exist in
+    /// the calling thread's network namespace.
+    pub fn run_on(&self, object: &str, program: &str, frame: &[u8], ifindex: u32) -> Run {
+        // struct __sk_buff up to `ifindex` (offset 40); the kernel takes
+        // the device from it when it is > 1 and zero-fills the rest.
+        let mut ctx = [0u8; 44];
+        ctx[40..44].copy_from_slice(&ifindex.to_ne_bytes());
+        let ebpf = self.dp.object(object).unwrap();
         let prog: &Program = ebpf.program(program).unwrap();
         let prog: &SchedClassifier = prog.try_into().unwrap();
         let mut out = vec![0u8; frame.len() + 256];
@@ -111,6 +131,7 @@ impl Node {
             .test_run(TestRunOptions {
                 data_in: Some(frame),
                 data_out: Some(&mut out),
+                ctx_in: (ifindex > 1).then_some(&ctx[..]),
                 ..TestRunOptions::default()
             })
             .unwrap_or_else(|e| panic!("test_run({program}): {}", chain(&e)));
