@@ -47,11 +47,18 @@ impl Follower {
         let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
             .ok()
             .and_then(|i| {
-                i.add_watch(store.dir(), AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_CLOSE_WRITE)
-                    .ok()
-                    .map(|_| i)
+                i.add_watch(
+                    store.dir(),
+                    AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_CLOSE_WRITE,
+                )
+                .ok()
+                .map(|_| i)
             });
-        Ok(Follower { watcher, snap, inotify })
+        Ok(Follower {
+            watcher,
+            snap,
+            inotify,
+        })
     }
 
     /// The mirror.

@@ -128,6 +128,7 @@ pub fn decode(doc: &RawDocument) -> Result<Decoded, Vec<ManifestError>> {
         Kind::Deployment => typed(v, &mut ignored).map(Object::Deployment),
         Kind::Pod => typed(v, &mut ignored).map(Object::Pod),
         Kind::NetworkPolicy => typed(v, &mut ignored).map(Object::NetworkPolicy),
+        Kind::CiliumIdentity => typed(v, &mut ignored).map(Object::CiliumIdentity),
         Kind::CiliumNetworkPolicy => typed(v, &mut ignored).map(Object::CiliumNetworkPolicy),
         Kind::CiliumClusterwideNetworkPolicy => {
             typed(v, &mut ignored).map(Object::CiliumClusterwideNetworkPolicy)

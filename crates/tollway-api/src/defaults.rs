@@ -60,7 +60,10 @@ pub fn apply_defaults(o: &mut Object) {
         Object::CiliumNetworkPolicy(p) | Object::CiliumClusterwideNetworkPolicy(p) => {
             default_cilium_policy(p);
         }
-        Object::Namespace(_) | Object::ServiceAccount(_) | Object::Node(_) => {}
+        Object::Namespace(_)
+        | Object::ServiceAccount(_)
+        | Object::Node(_)
+        | Object::CiliumIdentity(_) => {}
     }
 }
 

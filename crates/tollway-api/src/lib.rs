@@ -23,6 +23,7 @@ mod core;
 mod decode;
 mod defaults;
 mod error;
+mod identity;
 mod intstr;
 mod meta;
 pub mod names;
@@ -48,6 +49,7 @@ pub use core::{
 pub use decode::{Decoded, decode, decode_all};
 pub use defaults::apply_defaults;
 pub use error::{ManifestError, ObjectRef, Problem, Warning};
+pub use identity::CiliumIdentity;
 pub use intstr::IntOrString;
 pub use meta::{ObjectMeta, OwnerReference};
 pub use netpol::{

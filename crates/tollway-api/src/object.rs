@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::apps::Deployment;
 use crate::cilium::CiliumNetworkPolicy;
 use crate::core::{Namespace, Node, Pod, ServiceAccount};
+use crate::identity::CiliumIdentity;
 use crate::meta::ObjectMeta;
 use crate::netpol::NetworkPolicy;
 use crate::service::Service;
@@ -32,11 +33,14 @@ pub enum Kind {
     CiliumNetworkPolicy,
     /// `cilium.io/v2` CiliumClusterwideNetworkPolicy.
     CiliumClusterwideNetworkPolicy,
+    /// `cilium.io/v2` CiliumIdentity: a security identity (allocated by
+    /// Tollway, never applied by users).
+    CiliumIdentity,
 }
 
 impl Kind {
     /// Every kind, in the order objects are applied (namespaces first).
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 10] = [
         Kind::Namespace,
         Kind::ServiceAccount,
         Kind::Node,
@@ -46,6 +50,7 @@ impl Kind {
         Kind::NetworkPolicy,
         Kind::CiliumNetworkPolicy,
         Kind::CiliumClusterwideNetworkPolicy,
+        Kind::CiliumIdentity,
     ];
 
     /// The `kind` field.
@@ -60,6 +65,7 @@ impl Kind {
             Kind::NetworkPolicy => "NetworkPolicy",
             Kind::CiliumNetworkPolicy => "CiliumNetworkPolicy",
             Kind::CiliumClusterwideNetworkPolicy => "CiliumClusterwideNetworkPolicy",
+            Kind::CiliumIdentity => "CiliumIdentity",
         }
     }
 
@@ -68,7 +74,9 @@ impl Kind {
         match self {
             Kind::Deployment => "apps/v1",
             Kind::NetworkPolicy => "networking.k8s.io/v1",
-            Kind::CiliumNetworkPolicy | Kind::CiliumClusterwideNetworkPolicy => "cilium.io/v2",
+            Kind::CiliumNetworkPolicy
+            | Kind::CiliumClusterwideNetworkPolicy
+            | Kind::CiliumIdentity => "cilium.io/v2",
             Kind::Namespace | Kind::ServiceAccount | Kind::Node | Kind::Service | Kind::Pod => "v1",
         }
     }
@@ -85,6 +93,7 @@ impl Kind {
             Kind::NetworkPolicy => "networkpolicies",
             Kind::CiliumNetworkPolicy => "ciliumnetworkpolicies",
             Kind::CiliumClusterwideNetworkPolicy => "ciliumclusterwidenetworkpolicies",
+            Kind::CiliumIdentity => "ciliumidentities",
         }
     }
 
@@ -92,7 +101,10 @@ impl Kind {
     pub fn namespaced(self) -> bool {
         !matches!(
             self,
-            Kind::Namespace | Kind::Node | Kind::CiliumClusterwideNetworkPolicy
+            Kind::Namespace
+                | Kind::Node
+                | Kind::CiliumClusterwideNetworkPolicy
+                | Kind::CiliumIdentity
         )
     }
 
@@ -117,6 +129,7 @@ impl Kind {
             "po" | "pod" | "pods" => Kind::Pod,
             "netpol" | "networkpolicy" | "networkpolicies" => Kind::NetworkPolicy,
             "cnp" | "ciliumnetworkpolicy" | "ciliumnetworkpolicies" => Kind::CiliumNetworkPolicy,
+            "ciliumid" | "ciliumidentity" | "ciliumidentities" => Kind::CiliumIdentity,
             "ccnp" | "ciliumclusterwidenetworkpolicy" | "ciliumclusterwidenetworkpolicies" => {
                 Kind::CiliumClusterwideNetworkPolicy
             }
@@ -190,6 +203,8 @@ pub enum Object {
     CiliumNetworkPolicy(CiliumNetworkPolicy),
     /// CiliumClusterwideNetworkPolicy (same shape, no namespace).
     CiliumClusterwideNetworkPolicy(CiliumNetworkPolicy),
+    /// CiliumIdentity.
+    CiliumIdentity(CiliumIdentity),
 }
 
 impl Object {
@@ -205,6 +220,7 @@ impl Object {
             Object::NetworkPolicy(_) => Kind::NetworkPolicy,
             Object::CiliumNetworkPolicy(_) => Kind::CiliumNetworkPolicy,
             Object::CiliumClusterwideNetworkPolicy(_) => Kind::CiliumClusterwideNetworkPolicy,
+            Object::CiliumIdentity(_) => Kind::CiliumIdentity,
         }
     }
 
@@ -218,6 +234,7 @@ impl Object {
             Object::Deployment(o) => &o.metadata,
             Object::Pod(o) => &o.metadata,
             Object::NetworkPolicy(o) => &o.metadata,
+            Object::CiliumIdentity(o) => &o.metadata,
             Object::CiliumNetworkPolicy(o) | Object::CiliumClusterwideNetworkPolicy(o) => {
                 &o.metadata
             }
@@ -234,6 +251,7 @@ impl Object {
             Object::Deployment(o) => &mut o.metadata,
             Object::Pod(o) => &mut o.metadata,
             Object::NetworkPolicy(o) => &mut o.metadata,
+            Object::CiliumIdentity(o) => &mut o.metadata,
             Object::CiliumNetworkPolicy(o) | Object::CiliumClusterwideNetworkPolicy(o) => {
                 &mut o.metadata
             }
@@ -266,6 +284,7 @@ impl Object {
             Some(Kind::Deployment) => Object::Deployment(serde_json::from_value(value)?),
             Some(Kind::Pod) => Object::Pod(serde_json::from_value(value)?),
             Some(Kind::NetworkPolicy) => Object::NetworkPolicy(serde_json::from_value(value)?),
+            Some(Kind::CiliumIdentity) => Object::CiliumIdentity(serde_json::from_value(value)?),
             Some(Kind::CiliumNetworkPolicy) => {
                 Object::CiliumNetworkPolicy(serde_json::from_value(value)?)
             }
@@ -290,6 +309,9 @@ impl Object {
             Object::Deployment(o) => serde_json::to_value(&o.spec).unwrap_or_default(),
             Object::Pod(o) => serde_json::to_value(&o.spec).unwrap_or_default(),
             Object::NetworkPolicy(o) => serde_json::to_value(&o.spec).unwrap_or_default(),
+            Object::CiliumIdentity(o) => {
+                serde_json::to_value(&o.security_labels).unwrap_or_default()
+            }
             Object::CiliumNetworkPolicy(o) | Object::CiliumClusterwideNetworkPolicy(o) => {
                 serde_json::json!({
                     "spec": serde_json::to_value(&o.spec).unwrap_or_default(),
@@ -310,6 +332,7 @@ impl Serialize for Object {
             Object::Deployment(o) => o.serialize(s),
             Object::Pod(o) => o.serialize(s),
             Object::NetworkPolicy(o) => o.serialize(s),
+            Object::CiliumIdentity(o) => o.serialize(s),
             Object::CiliumNetworkPolicy(o) | Object::CiliumClusterwideNetworkPolicy(o) => {
                 o.serialize(s)
             }

@@ -235,6 +235,13 @@ fn admit(
             "Node objects are registered by the lab (tollway lab up), not applied",
         )]);
     }
+    if obj.kind() == Kind::CiliumIdentity {
+        return Err(vec![field_error(
+            d,
+            "kind",
+            "CiliumIdentity objects are allocated by Tollway from pod labels, not applied",
+        )]);
+    }
     if let Some(old) = existing
         && old.meta().is_terminating()
     {
@@ -554,7 +561,10 @@ pub fn delete(
     keys: &[ObjectKey],
     opts: DeleteOptions,
 ) -> Result<Vec<DeleteOutcome>, WriteError> {
-    if let Some(k) = keys.iter().find(|k| k.kind == Kind::Node) {
+    if let Some(k) = keys
+        .iter()
+        .find(|k| k.kind == Kind::Node || k.kind == Kind::CiliumIdentity)
+    {
         return Err(WriteError::Managed { key: k.clone() });
     }
     store.update(|txn| Ok(delete_in(txn, keys, opts)))
@@ -639,6 +649,7 @@ fn delete_one(txn: &mut Txn, key: &ObjectKey, opts: DeleteOptions) -> DeleteOutc
         Object::Service(_)
         | Object::ServiceAccount(_)
         | Object::Node(_)
+        | Object::CiliumIdentity(_)
         | Object::NetworkPolicy(_)
         | Object::CiliumNetworkPolicy(_)
         | Object::CiliumClusterwideNetworkPolicy(_) => {

@@ -42,7 +42,10 @@ pub(crate) fn validate(o: &Object) -> Vec<(String, String)> {
         Object::CiliumNetworkPolicy(p) | Object::CiliumClusterwideNetworkPolicy(p) => {
             cilium::validate(p, &mut e);
         }
-        Object::Namespace(_) | Object::ServiceAccount(_) | Object::Node(_) => {}
+        Object::Namespace(_)
+        | Object::ServiceAccount(_)
+        | Object::Node(_)
+        | Object::CiliumIdentity(_) => {}
     }
     e.0
 }

@@ -165,7 +165,7 @@ fn kind_and_names(kind: &str, names: &[String]) -> Result<(Kind, Vec<String>)> {
         None => (kind, None),
     };
     let kind = Kind::from_cli(k).ok_or_else(|| {
-        anyhow!("the server doesn't have a resource type {k:?} (known: pods, services, deployments, namespaces, serviceaccounts, nodes, networkpolicies, ciliumnetworkpolicies, ciliumclusterwidenetworkpolicies)")
+        anyhow!("the server doesn't have a resource type {k:?} (known: pods, services, deployments, namespaces, serviceaccounts, nodes, networkpolicies, ciliumnetworkpolicies, ciliumclusterwidenetworkpolicies, ciliumidentities)")
     })?;
     let mut all: Vec<String> = first.into_iter().collect();
     for n in names {

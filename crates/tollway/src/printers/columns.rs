@@ -39,6 +39,8 @@ pub(super) fn headers(kind: Kind, wide: bool) -> Vec<&'static str> {
         Kind::CiliumNetworkPolicy | Kind::CiliumClusterwideNetworkPolicy => {
             (vec!["NAME", "AGE"], &[])
         }
+        // Cilium's CRD printer columns.
+        Kind::CiliumIdentity => (vec!["NAME", "NAMESPACE", "AGE"], &[]),
         Kind::Namespace => (vec!["NAME", "STATUS", "AGE"], &[]),
         Kind::ServiceAccount => (vec!["NAME", "SECRETS", "AGE"], &[]),
         Kind::Node => (
@@ -73,6 +75,15 @@ pub(super) fn cells(object: &Object, wide: bool, now: Timestamp) -> Vec<String> 
         ],
         Object::Node(n) => node_cells(n, wide, now),
         Object::NetworkPolicy(np) => network_policy_cells(np, now),
+        Object::CiliumIdentity(id) => vec![
+            id.metadata.name.clone(),
+            or_none(
+                id.security_labels
+                    .get("k8s:io.kubernetes.pod.namespace")
+                    .map(String::as_str),
+            ),
+            age::since(id.metadata.creation_timestamp, now),
+        ],
         Object::CiliumNetworkPolicy(p) | Object::CiliumClusterwideNetworkPolicy(p) => vec![
             p.metadata.name.clone(),
             age::since(p.metadata.creation_timestamp, now),

@@ -164,6 +164,7 @@ pub fn resource_name(kind: Kind) -> &'static str {
         Kind::NetworkPolicy => "networkpolicy.networking.k8s.io",
         Kind::CiliumNetworkPolicy => "ciliumnetworkpolicy.cilium.io",
         Kind::CiliumClusterwideNetworkPolicy => "ciliumclusterwidenetworkpolicy.cilium.io",
+        Kind::CiliumIdentity => "ciliumidentity.cilium.io",
     }
 }
 
