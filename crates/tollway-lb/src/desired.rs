@@ -14,6 +14,10 @@ use crate::model::{
     Scope, ServiceName,
 };
 
+mod index;
+
+pub use index::{PodIndex, affected_services};
+
 /// The annotations that choose a service's algorithm; the first present one
 /// wins.
 const ALGORITHM_ANNOTATIONS: [&str; 2] =
@@ -138,6 +142,72 @@ pub fn desired_services(
             .or_default()
             .push(p);
     }
+    collect(
+        services,
+        |svc| {
+            let ns_pods = by_ns
+                .get(svc.metadata.namespace_or_default())
+                .map_or(&[][..], Vec::as_slice);
+            select(&svc.spec.selector, ns_pods.iter().copied())
+        },
+        node,
+        cfg,
+    )
+}
+
+/// [`desired_services`] with the pods taken from a [`PodIndex`]: the same
+/// result as `desired_services(services, all pods of the index, ..)`, at a
+/// cost proportional to the given services and the pods they select (found
+/// through the index's label postings), not to all pods.
+///
+/// For a subset of the services (the ones that changed, or those
+/// [`affected_services`] names for a changed pod) the result is exactly the
+/// subset's part of the full result *unless* a frontend is contested by a
+/// service outside the subset: [`DesiredWarning::DuplicateFrontend`]
+/// resolution needs every claimant. [`DesiredState`](crate::DesiredState)
+/// keeps the claims and resolves that for you.
+pub fn desired_services_indexed(
+    services: &[&Service],
+    pods: &PodIndex,
+    node: &NodeContext,
+    cfg: &LbConfig,
+) -> (Vec<DesiredService>, Vec<DesiredWarning>) {
+    collect(
+        services,
+        |svc| pods.selected(svc.metadata.namespace_or_default(), &svc.spec.selector),
+        node,
+        cfg,
+    )
+}
+
+/// The pods `selector` selects: every pair must be among the labels; an
+/// empty selector selects nothing (selector-less services' endpoints are not
+/// managed here).
+fn select<'p>(
+    selector: &BTreeMap<String, String>,
+    pods: impl Iterator<Item = &'p Pod>,
+) -> Vec<&'p Pod> {
+    if selector.is_empty() {
+        return Vec::new();
+    }
+    pods.filter(|p| selector_matches(selector, &p.metadata.labels))
+        .collect()
+}
+
+/// Whether a non-empty `selector` selects an object with `labels`.
+pub(crate) fn selector_matches(
+    selector: &BTreeMap<String, String>,
+    labels: &BTreeMap<String, String>,
+) -> bool {
+    !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+fn collect<'p>(
+    services: &[&Service],
+    select: impl Fn(&Service) -> Vec<&'p Pod>,
+    node: &NodeContext,
+    cfg: &LbConfig,
+) -> (Vec<DesiredService>, Vec<DesiredWarning>) {
     let mut services = services.to_vec();
     services.sort_by(|a, b| {
         (a.metadata.namespace_or_default(), &a.metadata.name)
@@ -147,10 +217,7 @@ pub fn desired_services(
     let mut out = Vec::new();
     let mut warnings = Vec::new();
     for svc in services {
-        let ns_pods = by_ns
-            .get(svc.metadata.namespace_or_default())
-            .map_or(&[][..], Vec::as_slice);
-        service_frontends(svc, ns_pods, node, cfg, &mut out, &mut warnings);
+        service_frontends(svc, &select, node, cfg, &mut out, &mut warnings);
     }
 
     // Stable: among equal frontends the first service (by name) stays first.
@@ -201,9 +268,11 @@ struct Common {
     affinity_timeout: Option<u32>,
 }
 
-fn service_frontends(
+/// The frontends of one service, before duplicates across services are
+/// resolved, in port order; `select` gives the pods its selector selects.
+pub(crate) fn service_frontends<'p>(
     svc: &Service,
-    ns_pods: &[&Pod],
+    select: &dyn Fn(&Service) -> Vec<&'p Pod>,
     node: &NodeContext,
     cfg: &LbConfig,
     out: &mut Vec<DesiredService>,
@@ -239,19 +308,7 @@ fn service_frontends(
     let node_port = svc.service_type() == ServiceType::NodePort;
     let etp_local = node_port && spec.external_traffic_policy == Some(TrafficPolicy::Local);
     let publish_not_ready = spec.publish_not_ready_addresses == Some(true);
-    let selected: Vec<&Pod> = if spec.selector.is_empty() {
-        Vec::new()
-    } else {
-        ns_pods
-            .iter()
-            .copied()
-            .filter(|p| {
-                spec.selector
-                    .iter()
-                    .all(|(k, v)| p.metadata.labels.get(k) == Some(v))
-            })
-            .collect()
-    };
+    let selected = select(svc);
 
     for port in &spec.ports {
         let Some(proto) = Proto::from_protocol(port.protocol()) else {

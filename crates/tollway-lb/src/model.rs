@@ -214,6 +214,34 @@ impl fmt::Display for ServiceName {
     }
 }
 
+/// A Kubernetes service's identity: its namespace and name. Ordered as
+/// [`desired_services`](crate::desired_services) processes services (the
+/// first by this order keeps a contested frontend).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct ServiceKey {
+    /// Namespace (`default` when the object has none).
+    pub namespace: String,
+    /// Service name.
+    pub name: String,
+}
+
+impl ServiceKey {
+    /// The key of a service object.
+    pub fn of(svc: &tollway_api::Service) -> ServiceKey {
+        ServiceKey {
+            namespace: svc.metadata.namespace_or_default().to_string(),
+            name: svc.metadata.name.clone(),
+        }
+    }
+}
+
+impl fmt::Display for ServiceKey {
+    /// `namespace/name`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
 /// One frontend as this node should serve it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct DesiredService {

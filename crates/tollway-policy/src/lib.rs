@@ -27,6 +27,7 @@ mod labels;
 mod model;
 mod ports;
 mod selector;
+mod translate;
 
 pub use abi::{
     TW_ID_ANY, TW_ID_CIDR_FIRST, TW_ID_CLUSTER_FIRST, TW_ID_HEALTH, TW_ID_HOST, TW_ID_INIT,
@@ -48,6 +49,7 @@ pub use model::{
 };
 pub use ports::{prefix_covers, range_to_prefixes};
 pub use selector::{EndpointSelector, LabelSelector, Operator, Requirement};
+pub use translate::{Translated, cilium_policy_rules, network_policy_rules, translate_all};
 
 /// Why labels, identities or a policy cannot be processed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -111,6 +113,17 @@ pub enum PolicyError {
         port: u16,
         /// The last port.
         end_port: u16,
+    },
+    /// A policy manifest says something the translator cannot express
+    /// (validation normally rejects it first).
+    #[error("{origin}: {field}: {reason}")]
+    Untranslatable {
+        /// The rule's origin (`payments/name ingress[0]`).
+        origin: String,
+        /// The field path inside the rule.
+        field: String,
+        /// What is wrong.
+        reason: String,
     },
     /// An endpoint's policy does not fit its inner map.
     #[error("identity {identity} would need {needed} policy entries; at most {max} fit")]
