@@ -83,6 +83,9 @@ fn untranslatable(origin: &str, field: &str, reason: impl Into<String>) -> Polic
 // ---------------------------------------------------------------------------
 // Kubernetes NetworkPolicy
 
+/// A NetworkPolicy rule's peers and ports.
+type NpRule<'a> = (&'a [NetworkPolicyPeer], &'a [NetworkPolicyPort]);
+
 /// The rules of one NetworkPolicy (ids 0; see [`translate_all`]).
 pub fn network_policy_rules(np: &NetworkPolicy) -> Result<Vec<Rule>, PolicyError> {
     let ns = np.metadata.namespace.as_deref().unwrap_or("default");
@@ -96,7 +99,7 @@ pub fn network_policy_rules(np: &NetworkPolicy) -> Result<Vec<Rule>, PolicyError
         if !np.isolates(ty) {
             continue;
         }
-        let (field, items): (&str, Vec<(&[NetworkPolicyPeer], &[NetworkPolicyPort])>) =
+        let (field, items): (&str, Vec<NpRule>) =
             match direction {
                 Direction::Ingress => (
                     "ingress",
@@ -349,6 +352,10 @@ impl<'a> From<&'a CiliumEgressRule> for CiliumPeers<'a> {
     }
 }
 
+/// A list of Cilium rules of one direction: its field name, and whether
+/// it allows or denies.
+type CiliumList<'a> = (&'static str, Action, Vec<CiliumPeers<'a>>);
+
 fn cilium_rule(
     rule: &CiliumRule,
     ns: Option<&str>,
@@ -370,7 +377,7 @@ fn cilium_rule(
         Some(ns) => subject.require_namespace(ns),
         None => subject,
     };
-    let directions: [(Direction, bool, Vec<(&str, Action, Vec<CiliumPeers>)>); 2] = [
+    let directions: [(Direction, bool, Vec<CiliumList>); 2] = [
         (
             Direction::Ingress,
             rule.default_deny_ingress(),
