@@ -176,10 +176,14 @@ fn resolve_peers(peers: Option<&[Peer]>, ctx: &PolicyContext, universe: &BTreeSe
                     .filter(|(_, labels)| sel.matches(labels))
                     .map(|(id, _)| *id),
             ),
-            Peer::Cidr { cidr, except } => ids.extend(
+            Peer::Cidr {
+                cidr,
+                except,
+                cluster,
+            } => ids.extend(
                 universe
                     .iter()
-                    .filter(|&&id| ctx.cidr_covers(*cidr, except, id)),
+                    .filter(|&&id| ctx.cidr_covers(*cidr, except, *cluster, id)),
             ),
         }
     }

@@ -79,7 +79,11 @@ fn peer_matches(peers: Option<&[Peer]>, ctx: &PolicyContext, id: u32) -> bool {
     };
     peers.iter().any(|peer| match peer {
         Peer::Endpoints(sel) => ctx.identities.get(&id).is_some_and(|l| sel.matches(l)),
-        Peer::Cidr { cidr, except } => ctx.cidr_covers(*cidr, except, id),
+        Peer::Cidr {
+            cidr,
+            except,
+            cluster,
+        } => ctx.cidr_covers(*cidr, except, *cluster, id),
         Peer::Entity(Entity::All) => true,
         Peer::Entity(Entity::World) => ctx.is_world(id),
         Peer::Entity(Entity::Cluster) => ctx.is_cluster(id),

@@ -115,13 +115,20 @@ pub enum Peer {
     /// Identities whose labels the selector matches.
     Endpoints(EndpointSelector),
     /// Addresses in `cidr` but in none of `except`: the CIDR identities
-    /// inside, `TW_ID_WORLD` if `cidr` is `0.0.0.0/0`, and identities whose
-    /// every known address is inside (see [`PolicyContext::addresses`]).
+    /// inside, `TW_ID_WORLD` if `cidr` is `0.0.0.0/0`, and, with `cluster`,
+    /// also identities whose every known address is inside (see
+    /// [`PolicyContext::addresses`]).
     Cidr {
         /// The block.
         cidr: Ipv4Net,
         /// Sub-blocks left out.
         except: Vec<Ipv4Net>,
+        /// Whether pods and nodes are matched by address too. Kubernetes
+        /// NetworkPolicy `ipBlock`s are (the upstream conformance tests
+        /// expect pod IPs to match); Cilium's CIDR rules are not (Cilium's
+        /// default: CIDR policy never selects in-cluster endpoints).
+        #[serde(default)]
+        cluster: bool,
     },
     /// A Cilium entity.
     Entity(Entity),
@@ -315,19 +322,20 @@ impl PolicyContext {
     ///   identity-granularity caveat: policy is per identity, so an identity
     ///   with pods both inside and outside the block is not matched at all,
     ///   not even for its pods inside.
-    pub fn cidr_covers(&self, cidr: Ipv4Net, except: &[Ipv4Net], id: u32) -> bool {
+    pub fn cidr_covers(&self, cidr: Ipv4Net, except: &[Ipv4Net], cluster: bool, id: u32) -> bool {
         if let Some(own) = self.cidr_of(id) {
             return cidr.contains(&own) && !except.iter().any(|e| e.contains(&own));
         }
         if id == TW_ID_WORLD {
             return cidr.prefix_len() == 0;
         }
-        self.addresses.get(&id).is_some_and(|addrs| {
-            !addrs.is_empty()
-                && addrs
-                    .iter()
-                    .all(|a| cidr.contains(a) && !except.iter().any(|e| e.contains(a)))
-        })
+        cluster
+            && self.addresses.get(&id).is_some_and(|addrs| {
+                !addrs.is_empty()
+                    && addrs
+                        .iter()
+                        .all(|a| cidr.contains(a) && !except.iter().any(|e| e.contains(a)))
+            })
     }
 
     /// The ports named `name` (restricted to `proto`) of identity `id`'s
@@ -352,7 +360,7 @@ pub fn policy_cidrs(rules: &[Rule]) -> BTreeSet<Ipv4Net> {
         .iter()
         .flat_map(|r| r.peers.iter().flatten())
         .flat_map(|p| match p {
-            Peer::Cidr { cidr, except } => std::iter::once(cidr).chain(except.iter()).collect(),
+            Peer::Cidr { cidr, except, .. } => std::iter::once(cidr).chain(except.iter()).collect(),
             Peer::Endpoints(_) | Peer::Entity(_) => Vec::new(),
         })
         .map(Ipv4Net::trunc)

@@ -99,25 +99,24 @@ pub fn network_policy_rules(np: &NetworkPolicy) -> Result<Vec<Rule>, PolicyError
         if !np.isolates(ty) {
             continue;
         }
-        let (field, items): (&str, Vec<NpRule>) =
-            match direction {
-                Direction::Ingress => (
-                    "ingress",
-                    np.spec
-                        .ingress
-                        .iter()
-                        .map(|r| (r.from.as_slice(), r.ports.as_slice()))
-                        .collect(),
-                ),
-                Direction::Egress => (
-                    "egress",
-                    np.spec
-                        .egress
-                        .iter()
-                        .map(|r| (r.to.as_slice(), r.ports.as_slice()))
-                        .collect(),
-                ),
-            };
+        let (field, items): (&str, Vec<NpRule>) = match direction {
+            Direction::Ingress => (
+                "ingress",
+                np.spec
+                    .ingress
+                    .iter()
+                    .map(|r| (r.from.as_slice(), r.ports.as_slice()))
+                    .collect(),
+            ),
+            Direction::Egress => (
+                "egress",
+                np.spec
+                    .egress
+                    .iter()
+                    .map(|r| (r.to.as_slice(), r.ports.as_slice()))
+                    .collect(),
+            ),
+        };
         // Isolation itself: default deny even without any rule.
         rules.push(Rule {
             id: 0,
@@ -171,7 +170,11 @@ fn np_peer(p: &NetworkPolicyPeer, ns: &str, origin: &str, j: usize) -> Result<Pe
             .iter()
             .map(|e| parse_cidr(e, origin, &field("ipBlock.except")))
             .collect::<Result<Vec<_>, _>>()?;
-        return Ok(Peer::Cidr { cidr, except });
+        return Ok(Peer::Cidr {
+            cidr,
+            except,
+            cluster: true,
+        });
     }
     let pods = p
         .pod_selector
@@ -475,6 +478,7 @@ fn cilium_peers(
         peers.push(Peer::Cidr {
             cidr: parse_cidr(c, origin, &format!("cidr[{j}]"))?,
             except: Vec::new(),
+            cluster: false,
         });
     }
     for (j, set) in item.cidr_sets.iter().enumerate() {
@@ -494,6 +498,7 @@ fn cilium_peers(
                 .iter()
                 .map(|e| parse_cidr(e, origin, &format!("{field}.except")))
                 .collect::<Result<Vec<_>, _>>()?,
+            cluster: false,
         });
     }
     for e in item.entities {

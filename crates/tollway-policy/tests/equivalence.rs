@@ -147,10 +147,11 @@ fn net(i: usize) -> Ipv4Net {
 fn peer() -> impl Strategy<Value = Peer> {
     prop_oneof![
         3 => subject().prop_map(Peer::Endpoints),
-        2 => (0..CIDRS.len(), proptest::collection::vec(0..CIDRS.len(), 0..=2)).prop_map(
-            |(c, except)| Peer::Cidr {
+        2 => (0..CIDRS.len(), proptest::collection::vec(0..CIDRS.len(), 0..=2), any::<bool>()).prop_map(
+            |(c, except, cluster)| Peer::Cidr {
                 cidr: net(c),
                 except: except.into_iter().map(net).collect(),
+                cluster,
             }
         ),
         2 => pick(&[

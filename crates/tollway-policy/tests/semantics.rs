@@ -543,6 +543,7 @@ fn cidr_with_except() {
     let peer = Peer::Cidr {
         cidr: net("10.0.0.0/8"),
         except: vec![net("10.1.0.0/16")],
+        cluster: true,
     };
     let rules = [rule(1, app("web"), Direction::Egress, Some(vec![peer]))];
     let v = |p| verdict(&rules, &w.ctx, WEB, egress(p, TCP, 443));
@@ -565,6 +566,21 @@ fn cidr_with_except() {
     assert_eq!(v(DB), Verdict::Denied);
     // api has one address inside and one outside: identity granularity.
     assert_eq!(v(API), Verdict::Denied);
+    // Without `cluster` (Cilium's CIDR rules) pods are never matched by
+    // address, only CIDR identities are.
+    let cilium = [rule(
+        1,
+        app("web"),
+        Direction::Egress,
+        Some(vec![Peer::Cidr {
+            cidr: net("10.0.0.0/8"),
+            except: vec![net("10.1.0.0/16")],
+            cluster: false,
+        }]),
+    )];
+    let vc = |p| verdict(&cilium, &w.ctx, WEB, egress(p, TCP, 443));
+    assert_eq!(vc(WEB), Verdict::Denied);
+    assert_eq!(vc(ids(&w, "10.0.0.0/8")), Verdict::Allow);
     assert_eq!(
         policy_cidrs(&rules),
         BTreeSet::from([net("10.0.0.0/8"), net("10.1.0.0/16")])
@@ -578,6 +594,7 @@ fn cidr_with_except() {
         Some(vec![Peer::Cidr {
             cidr: net("0.0.0.0/0"),
             except: vec![],
+            cluster: true,
         }]),
     )];
     for p in [
@@ -833,6 +850,7 @@ fn rules_serde_roundtrip() {
             Peer::Cidr {
                 cidr: net("10.0.0.0/8"),
                 except: vec![net("10.1.0.0/16")],
+                cluster: false,
             },
             Peer::Entity(Entity::KubeApiserver),
             Peer::Endpoints(app("db")),

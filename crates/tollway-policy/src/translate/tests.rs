@@ -329,6 +329,20 @@ spec:
         evaluate(&rules, &ctx, WEB, tcp_out(high, 1)),
         Verdict::Allow
     );
+    // Cilium's CIDR rules never select pods by address: batch-reporter
+    // (10.0.2.7) is not in 192.0.2.0/24 anyway, but checkout-api's egress
+    // rule below allows 10.0.0.0/8 and still does not reach it.
+    let pods = rules_of(
+        "apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: c, namespace: payments}
+spec:
+  endpointSelector: {matchLabels: {app: checkout-api}}
+  egress:
+  - toCIDR: [10.0.0.0/8]
+",
+    );
+    assert_eq!(verdict(&pods, CHECKOUT, tcp_out(BATCH, 1)), Verdict::Denied);
     // Default deny is off: everything else still flows.
     assert_eq!(
         evaluate(&rules, &ctx, WEB, tcp_out(TW_ID_WORLD, 1)),
