@@ -9,6 +9,9 @@ use crate::service::{
     ClientIpConfig, ServiceType, SessionAffinity, SessionAffinityConfig, TrafficPolicy,
 };
 
+/// The label Kubernetes puts on every namespace: its name.
+pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
 /// Fill in the defaults Kubernetes would.
 pub fn apply_defaults(o: &mut Object) {
     let kind = o.kind();
@@ -19,6 +22,11 @@ pub fn apply_defaults(o: &mut Object) {
         }
     } else {
         meta.namespace = None;
+    }
+    if kind == crate::object::Kind::Namespace {
+        // Kubernetes labels every namespace with its name (immutable).
+        let name = meta.name.clone();
+        meta.labels.insert(NAMESPACE_NAME_LABEL.into(), name);
     }
     match o {
         Object::Pod(p) => default_pod_spec(&mut p.spec),

@@ -47,7 +47,7 @@ pub use core::{
     PodSpec, PodStatus, Protocol, ServiceAccount, StateRunning, StateTerminated, StateWaiting,
 };
 pub use decode::{Decoded, decode, decode_all};
-pub use defaults::apply_defaults;
+pub use defaults::{NAMESPACE_NAME_LABEL, apply_defaults};
 pub use error::{ManifestError, ObjectRef, Problem, Warning};
 pub use identity::CiliumIdentity;
 pub use intstr::IntOrString;

@@ -20,6 +20,7 @@
 //!   and from compiled entries as the datapath computes it.
 
 pub mod abi;
+mod cluster;
 mod compile;
 mod evaluate;
 mod identity;
@@ -32,6 +33,11 @@ mod translate;
 pub use abi::{
     TW_ID_ANY, TW_ID_CIDR_FIRST, TW_ID_CLUSTER_FIRST, TW_ID_HEALTH, TW_ID_HOST, TW_ID_INIT,
     TW_ID_KUBE_APISERVER, TW_ID_REMOTE_NODE, TW_ID_UNMANAGED, TW_ID_WORLD, TW_POLICY_ENTRIES_MAX,
+};
+pub use cluster::{
+    ClusterObjects, ClusterPolicy, IpKind, IpcacheWant, PodIdentity, cluster_policy,
+    identity_labels, identity_table, namespace_labels, pod_labels, security_labels_map,
+    wanted_label_sets,
 };
 pub use compile::{EndpointPolicy, PolicyEntry, compile, compile_endpoint};
 pub use evaluate::{Flow, Verdict, evaluate, lookup};

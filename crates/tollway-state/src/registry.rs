@@ -520,6 +520,11 @@ pub fn bootstrap(store: &FileStore) -> Result<(), StateError> {
                     kind: "Namespace".into(),
                     metadata: ObjectMeta {
                         name: name.into(),
+                        labels: [(
+                            tollway_api::NAMESPACE_NAME_LABEL.to_string(),
+                            name.to_string(),
+                        )]
+                        .into(),
                         ..Default::default()
                     },
                     status: Some(NamespaceStatus {

@@ -1,8 +1,8 @@
 use std::collections::BTreeMap;
 
 use tollway_api::{
-    CiliumNetworkPolicy, Deployment, Kind, Namespace, NetworkPolicy, Node, Object, ObjectKey, Pod,
-    Service,
+    CiliumIdentity, CiliumNetworkPolicy, Deployment, Kind, Namespace, NetworkPolicy, Node, Object,
+    ObjectKey, Pod, Service,
 };
 
 /// Every object at one resource version.
@@ -99,6 +99,23 @@ impl Snapshot {
                 Object::CiliumNetworkPolicy(p) | Object::CiliumClusterwideNetworkPolicy(p) => {
                     Some(p)
                 }
+                _ => None,
+            })
+    }
+
+    /// All namespaces.
+    pub fn namespaces(&self) -> impl Iterator<Item = &Namespace> {
+        self.list(Kind::Namespace, None).filter_map(|o| match o {
+            Object::Namespace(n) => Some(n),
+            _ => None,
+        })
+    }
+
+    /// All CiliumIdentities.
+    pub fn cilium_identities(&self) -> impl Iterator<Item = &CiliumIdentity> {
+        self.list(Kind::CiliumIdentity, None)
+            .filter_map(|o| match o {
+                Object::CiliumIdentity(i) => Some(i),
                 _ => None,
             })
     }

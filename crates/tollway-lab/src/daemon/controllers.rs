@@ -1,6 +1,6 @@
 //! The control plane's controllers, run inside one store transaction per
 //! pass: the scheduler, the deployment controller, the garbage collector of
-//! orphaned pods and the namespace finalizer.
+//! orphaned pods, the namespace finalizer and the identity allocator.
 
 use std::collections::BTreeMap;
 
@@ -17,6 +17,48 @@ pub fn run_all(txn: &mut Txn) {
     garbage_collect(txn);
     schedule(txn);
     registry::finalize_namespaces(txn);
+    identities(txn);
+}
+
+/// Give every distinct set of pod security labels a CiliumIdentity (so
+/// that every node agrees on the numbers), and delete the identities no
+/// pod has any more. Runs after the scheduler in the same pass, so a pod
+/// has its identity before its node starts it.
+pub fn identities(txn: &mut Txn) {
+    let existing: Vec<tollway_api::CiliumIdentity> =
+        txn.state().cilium_identities().cloned().collect();
+    let table = tollway_policy::identity_table(&existing);
+    // Malformed ones (not allocated by us) are left alone but not used.
+    let mut alloc = match tollway_policy::IdentityAllocator::from_existing(table) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot adopt the stored identities");
+            return;
+        }
+    };
+    let wanted = tollway_policy::wanted_label_sets(txn.state().namespaces(), txn.state().pods());
+    for id in alloc.release_unused(&wanted) {
+        txn.remove(&ObjectKey::new(Kind::CiliumIdentity, None, &id.to_string()));
+    }
+    for set in &wanted {
+        if alloc.get(set).is_some() {
+            continue;
+        }
+        match alloc.allocate(set) {
+            Ok(id) => {
+                txn.put(Object::CiliumIdentity(tollway_api::CiliumIdentity {
+                    api_version: "cilium.io/v2".into(),
+                    kind: "CiliumIdentity".into(),
+                    metadata: ObjectMeta {
+                        name: id.to_string(),
+                        ..Default::default()
+                    },
+                    security_labels: tollway_policy::security_labels_map(set),
+                }));
+            }
+            Err(e) => tracing::error!(error = %e, "cannot allocate an identity"),
+        }
+    }
 }
 
 fn fnv1a32(bytes: &[u8]) -> u32 {
@@ -291,5 +333,69 @@ mod tests {
         t2.metadata.labels.insert("a".into(), "b".into());
         assert_ne!(template_hash(&t2), h);
         assert_eq!(random_suffix().len(), 5);
+    }
+
+    fn pod(name: &str, app: &str) -> Object {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "default", "labels": {"app": app}},
+            "spec": {"containers": [{"name": "c", "image": "i"}]}
+        }))
+        .unwrap()
+    }
+
+    fn identities_in(store: &tollway_state::FileStore) -> Vec<(String, String)> {
+        use tollway_state::StateSource as _;
+        store
+            .snapshot()
+            .unwrap()
+            .cilium_identities()
+            .map(|i| {
+                (
+                    i.metadata.name.clone(),
+                    i.security_labels
+                        .get("k8s:app")
+                        .cloned()
+                        .unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn identities_follow_the_pods_label_sets() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = tollway_state::FileStore::open(dir.path()).unwrap();
+        registry::bootstrap(&store).unwrap();
+        let run = |f: &dyn Fn(&mut Txn)| {
+            store
+                .update(|txn| {
+                    f(txn);
+                    identities(txn);
+                    Ok::<_, tollway_state::StateError>(())
+                })
+                .unwrap()
+        };
+        run(&|txn| {
+            txn.put(pod("web-1", "web"));
+            txn.put(pod("web-2", "web"));
+            txn.put(pod("api-1", "api"));
+        });
+        let ids = identities_in(&store);
+        assert_eq!(ids.len(), 2, "{ids:?}");
+        let web = ids.iter().find(|(_, a)| a == "web").unwrap().0.clone();
+        assert!(web.parse::<u32>().unwrap() >= tollway_policy::TW_ID_CLUSTER_FIRST);
+        // One web pod goes: the identity stays; api goes: its identity too.
+        run(&|txn| {
+            txn.remove(&ObjectKey::new(Kind::Pod, Some("default"), "web-1"));
+            txn.remove(&ObjectKey::new(Kind::Pod, Some("default"), "api-1"));
+        });
+        assert_eq!(
+            identities_in(&store),
+            vec![(web.clone(), "web".to_string())]
+        );
+        // Stable across passes.
+        run(&|_| {});
+        assert_eq!(identities_in(&store), vec![(web, "web".to_string())]);
     }
 }
