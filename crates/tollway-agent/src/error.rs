@@ -16,6 +16,12 @@ pub enum AgentError {
     /// Planning failed (ids exhausted, bad Maglev size).
     #[error(transparent)]
     Plan(#[from] tollway_lb::LbError),
+    /// The policy could not be compiled (the previous one stays).
+    #[error("compiling network policy: {message}")]
+    Policy {
+        /// Why.
+        message: String,
+    },
     /// The Maglev table size is not a prime.
     #[error(
         "maglev table size {m} is not a prime (Cilium's sizes: 251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 131071)"

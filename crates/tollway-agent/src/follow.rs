@@ -107,8 +107,11 @@ impl Follower {
                                 _ => None,
                             };
                             let after = match e {
-                                Event::Put(Object::Pod(p)) => Some(p.clone()),
-                                _ => None,
+                                Event::Put(o) => match o.as_ref() {
+                                    Object::Pod(p) => Some(p.clone()),
+                                    _ => None,
+                                },
+                                Event::Delete(_) => None,
                             };
                             d.pods.push((before, after));
                         }

@@ -14,10 +14,11 @@ pub mod ctgc;
 mod error;
 mod follow;
 pub mod inspect;
+pub mod policy;
 pub mod status;
 mod sync;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -53,7 +54,9 @@ struct Agent {
     datapath: NodeDatapath,
     maps: LbMaps,
     mirror: Applied,
-    attached_ifaces: BTreeSet<String>,
+    policy: policy::PolicySync,
+    /// Pod veths carrying the pod programs, with the ifindex they had.
+    attached_ifaces: BTreeMap<String, u32>,
     skipped_cgroups: BTreeSet<u64>,
     status: AgentStatus,
 }
@@ -93,6 +96,7 @@ pub fn run(lab: &str, node: &str) -> Result<(), AgentError> {
         pin_dir: pin_dir.clone(),
     })?;
     let mut maps = LbMaps::open(&pin_dir)?;
+    let policy = policy::PolicySync::open(&pin_dir)?;
     let uplink_ifindex = ifindex(UPLINK).ok_or_else(|| AgentError::NoInterface {
         ifname: UPLINK.into(),
         node: node.into(),
@@ -180,7 +184,8 @@ pub fn run(lab: &str, node: &str) -> Result<(), AgentError> {
         datapath,
         maps,
         mirror,
-        attached_ifaces: BTreeSet::new(),
+        policy,
+        attached_ifaces: BTreeMap::new(),
         skipped_cgroups: BTreeSet::new(),
         status,
     };
@@ -266,7 +271,8 @@ impl Agent {
             sync::execute(&mut self.maps, op)?;
             tollway_lb::apply_to(&mut self.mirror, op);
         }
-        self.attach_pods(&pods)?;
+        let local = self.attach_pods(&pods)?;
+        self.sync_policy(snap, &local);
         self.status.warnings = warnings.iter().map(ToString::to_string).collect();
         self.status.sync = status::SyncReport {
             resource_version: snap.resource_version,
@@ -288,10 +294,51 @@ impl Agent {
         Ok(())
     }
 
+    /// Identities, ipcache, endpoints and policies; then the markers that
+    /// let the kubelet start the containers of programmed pods. A failure
+    /// leaves the previous policies in place (and new pods waiting).
+    fn sync_policy(&mut self, snap: &Snapshot, local: &[policy::LocalPod]) {
+        match self.policy.sync(snap, &self.node, local) {
+            Ok(report) => {
+                if report.swapped > 0 {
+                    tracing::info!(
+                        swapped = report.swapped,
+                        endpoints = report.endpoints,
+                        rules = report.rules,
+                        us = report.duration_us,
+                        "synced policy"
+                    );
+                }
+                self.status.policy = report;
+                self.policy.write_markers(&self.node_dir, local);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "policy sync failed; the previous policies stay");
+                self.status.policy.errors = vec![e.to_string()];
+            }
+        }
+        self.status.policy_maps = self
+            .policy
+            .maps()
+            .fill()
+            .into_iter()
+            .map(|f| status::MapFillReport {
+                name: f.name.to_string(),
+                max_entries: f.max_entries,
+                in_use: f.in_use,
+            })
+            .collect();
+    }
+
     /// Put the pod programs on this node's pods' veths, and keep the socket
-    /// LB bypass list in line with the pods' annotations.
-    fn attach_pods(&mut self, pods: &[&tollway_api::Pod]) -> Result<(), AgentError> {
-        let mut live = BTreeSet::new();
+    /// LB bypass list in line with the pods' annotations. Returns the pods
+    /// whose veth carries the programs.
+    fn attach_pods(
+        &mut self,
+        pods: &[&tollway_api::Pod],
+    ) -> Result<Vec<policy::LocalPod>, AgentError> {
+        let mut live = BTreeMap::new();
+        let mut local = Vec::new();
         let mut skip = BTreeSet::new();
         for p in pods
             .iter()
@@ -304,15 +351,21 @@ impl Agent {
                 continue;
             }
             let iface = PodLink::for_uid(uid).host_if;
-            if ifindex(&iface).is_none() {
+            let Some(index) = ifindex(&iface) else {
                 continue;
-            }
-            if !self.attached_ifaces.contains(&iface) {
+            };
+            // A new veth of the same name (the sandbox was remade) needs
+            // the programs again.
+            if self.attached_ifaces.get(&iface) != Some(&index) {
                 self.datapath.attach_pod_interface(&iface)?;
                 tracing::info!(pod = %p.metadata.name, %iface, "attached pod programs");
-                self.attached_ifaces.insert(iface.clone());
+                self.attached_ifaces.insert(iface.clone(), index);
             }
-            live.insert(iface);
+            live.insert(iface, index);
+            local.push(policy::LocalPod {
+                uid: uid.to_string(),
+                ifindex: index,
+            });
             let wants_tc = p
                 .metadata
                 .annotations
@@ -327,7 +380,7 @@ impl Agent {
                 }
             }
         }
-        self.attached_ifaces.retain(|i| live.contains(i));
+        self.attached_ifaces = live;
         for id in skip.difference(&self.skipped_cgroups) {
             let _ = self.maps.sock_skip.insert(id, 1, 0);
         }
@@ -335,7 +388,7 @@ impl Agent {
             let _ = self.maps.sock_skip.remove(id);
         }
         self.skipped_cgroups = skip;
-        let ifaces: Vec<String> = self.attached_ifaces.iter().cloned().collect();
+        let ifaces: Vec<String> = self.attached_ifaces.keys().cloned().collect();
         self.status.programs = self.base_programs.clone();
         for (_, program, hook) in TC_PROGRAMS.iter().filter(|(o, _, _)| *o == "lxc") {
             self.status.programs.push(status::ProgramAttachment {
@@ -344,6 +397,6 @@ impl Agent {
                 targets: ifaces.clone(),
             });
         }
-        Ok(())
+        Ok(local)
     }
 }

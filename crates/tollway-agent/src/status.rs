@@ -92,10 +92,28 @@ pub struct AgentStatus {
     pub sync: SyncReport,
     /// Conntrack GC.
     pub gc: GcReport,
+    /// Network policy.
+    #[serde(default)]
+    pub policy: crate::policy::PolicyReport,
+    /// Fill of the policy maps.
+    #[serde(default)]
+    pub policy_maps: Vec<MapFillReport>,
     /// Warnings (bad annotations, ...).
     pub warnings: Vec<String>,
     /// Heartbeat (RFC 3339), refreshed every few seconds.
     pub heartbeat: String,
+}
+
+/// Size and use of one map.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MapFillReport {
+    /// Map name.
+    pub name: String,
+    /// Capacity.
+    pub max_entries: u32,
+    /// Entries in use.
+    pub in_use: u32,
 }
 
 /// Path of a node's status file.

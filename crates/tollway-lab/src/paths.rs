@@ -102,6 +102,12 @@ impl LabPaths {
     pub fn node_dir(&self, node: &str) -> PathBuf {
         self.dir.join("nodes").join(node)
     }
+    /// The marker a node's agent writes once a pod's endpoint (programs,
+    /// identity, policy) is in place; the kubelet starts the pod's
+    /// containers only then.
+    pub fn endpoint_marker(&self, node: &str, pod_uid: &str) -> PathBuf {
+        self.node_dir(node).join("endpoints").join(pod_uid)
+    }
     /// A node's namespace.
     pub fn node_netns(&self, node: &str) -> String {
         format!("{}node_{node}", self.netns_prefix())

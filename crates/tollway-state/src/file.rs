@@ -323,8 +323,8 @@ struct JournalLine {
 /// A change seen by a [`Watcher`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
-    /// An object was created or changed.
-    Put(Object),
+    /// An object was created or changed (boxed: objects are large).
+    Put(Box<Object>),
     /// An object was removed.
     Delete(ObjectKey),
 }
@@ -402,7 +402,7 @@ impl Watcher {
             last = parsed.rv;
             match (parsed.put, parsed.delete) {
                 (Some(v), _) => match Object::from_value(v) {
-                    Ok(o) => events.push(Event::Put(o)),
+                    Ok(o) => events.push(Event::Put(Box::new(o))),
                     Err(_) => return self.resync(),
                 },
                 (None, Some(k)) => events.push(Event::Delete(k)),

@@ -19,7 +19,7 @@ impl Snapshot {
     pub fn apply(&mut self, event: &crate::file::Event) {
         match event {
             crate::file::Event::Put(o) => {
-                self.objects.insert(o.key(), o.clone());
+                self.objects.insert(o.key(), (**o).clone());
             }
             crate::file::Event::Delete(k) => {
                 self.objects.remove(k);

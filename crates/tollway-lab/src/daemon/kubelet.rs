@@ -82,7 +82,13 @@ struct PodRuntime {
     stop: watch::Sender<bool>,
     start_time: Timestamp,
     sandbox_error: Option<String>,
+    /// The sandbox is ready; the node agent has not programmed the pod's
+    /// endpoint yet.
+    awaiting_datapath: bool,
 }
+
+/// What a pod's containers wait for while the agent programs the endpoint.
+const AWAITING_DATAPATH: &str = "waiting for the Tollway agent to program the pod's endpoint";
 
 /// The pod manager of every node of the lab.
 pub struct Kubelet {
@@ -214,6 +220,7 @@ impl Kubelet {
             stop,
             start_time: stored.start_time.unwrap_or_else(Timestamp::now),
             sandbox_error: None,
+            awaiting_datapath: false,
         };
         if finished {
             // A completed pod keeps its status and is not run again.
@@ -262,6 +269,16 @@ impl Kubelet {
             }
         }
         self.dirty.insert(uid.clone());
+        if healthy && adopted.is_empty() && !self.paths.endpoint_marker(node, &uid).exists() {
+            // The sandbox survived but nothing runs and the agent has not
+            // confirmed the endpoint: wait for it as for a new sandbox.
+            rt.awaiting_datapath = true;
+            for c in rt.containers.values_mut() {
+                c.waiting = Some(("ContainerCreating".into(), Some(AWAITING_DATAPATH.into())));
+            }
+            self.pods.insert(uid, rt);
+            return Ok(());
+        }
         if healthy {
             tracing::info!(pod = %name, adopted = adopted.len(), "adopting running pod");
             rt.stage = Stage::Running;
@@ -270,6 +287,8 @@ impl Kubelet {
             return Ok(());
         }
         self.pods.insert(uid.clone(), rt);
+        // A new sandbox: whatever an agent said about an earlier one is void.
+        let _ = std::fs::remove_file(self.paths.endpoint_marker(node, &uid));
         let paths = self.paths.clone();
         let node = node.to_string();
         let msgs = self.msgs.clone();
@@ -448,9 +467,16 @@ impl Kubelet {
             PodMsg::SandboxReady { uid } => {
                 let rt = self.pods.get_mut(&uid)?;
                 if rt.stage == Stage::Creating {
-                    rt.stage = Stage::Running;
+                    // The pod's address and veth exist now; its containers
+                    // start once the agent has put its endpoint in place
+                    // (the status change wakes the agent).
+                    rt.awaiting_datapath = true;
+                    for c in rt.containers.values_mut() {
+                        c.waiting =
+                            Some(("ContainerCreating".into(), Some(AWAITING_DATAPATH.into())));
+                    }
                     self.dirty.insert(uid.clone());
-                    self.start_containers(&uid, BTreeMap::new());
+                    self.start_ready();
                 }
                 None
             }
@@ -463,9 +489,36 @@ impl Kubelet {
             }
             PodMsg::Gone { uid } => {
                 let rt = self.pods.remove(&uid)?;
+                let _ = std::fs::remove_file(self.paths.endpoint_marker(&rt.node, &uid));
                 self.dirty.remove(&uid);
                 Some((rt.key, uid))
             }
+        }
+    }
+
+    /// Start the containers of pods whose endpoint the agent has
+    /// programmed (called on every tick of the daemon loop).
+    pub fn start_ready(&mut self) {
+        let ready: Vec<String> = self
+            .pods
+            .iter()
+            .filter(|(uid, rt)| {
+                rt.stage == Stage::Creating
+                    && rt.awaiting_datapath
+                    && self.paths.endpoint_marker(&rt.node, uid).exists()
+            })
+            .map(|(uid, _)| uid.clone())
+            .collect();
+        for uid in ready {
+            if let Some(rt) = self.pods.get_mut(&uid) {
+                rt.awaiting_datapath = false;
+                rt.stage = Stage::Running;
+                for c in rt.containers.values_mut() {
+                    c.waiting = Some(("ContainerCreating".into(), None));
+                }
+            }
+            self.dirty.insert(uid.clone());
+            self.start_containers(&uid, BTreeMap::new());
         }
     }
 

@@ -83,6 +83,7 @@ pub async fn run(lab: &str) -> Result<()> {
                         last_sweep = Some(Instant::now());
                     }
                 }
+                kubelet.start_ready();
                 flush(&store, &mut kubelet, &mut gone)?;
             }
             _ = tokio::signal::ctrl_c() => break,
