@@ -117,9 +117,10 @@ pub fn external_healthy(paths: &LabPaths, cfg: &LabConfig) -> bool {
         .is_ok_and(|out| out.contains(&format!("master {BRIDGE}")))
 }
 
-/// Create the `external` namespace: a client outside the cluster with an
-/// address on the fabric and no route to pods or services (it reaches
-/// services through node ports, as a client outside Kubernetes does).
+/// Create the `external` namespace: a host outside the cluster with an
+/// address on the fabric, routes to the pod CIDRs (native routing, no
+/// masquerading) and none to services (it reaches services through node
+/// ports, as a client outside Kubernetes does).
 pub fn create_external(paths: &LabPaths, cfg: &LabConfig) -> Result<()> {
     let ns = paths.external_netns();
     let fabric = paths.fabric_netns();
@@ -135,17 +136,24 @@ pub fn create_external(paths: &LabPaths, cfg: &LabConfig) -> Result<()> {
             format!("link set {port} master {BRIDGE} up"),
         ],
     )?;
-    cmd::ip_batch(
-        Some(&ns),
-        &[
-            format!(
-                "addr add {}/{} dev eth0",
-                cfg.external_ip,
-                cfg.fabric_cidr.prefix_len()
-            ),
-            "link set eth0 up".to_string(),
-        ],
-    )
+    let mut lines = vec![
+        format!(
+            "addr add {}/{} dev eth0",
+            cfg.external_ip,
+            cfg.fabric_cidr.prefix_len()
+        ),
+        "link set eth0 up".to_string(),
+    ];
+    // Native routing: the fabric knows where each node's pod CIDR is (as a
+    // router fed by BGP would), so pods reach outside hosts with their own
+    // addresses and no masquerading rule exists anywhere.
+    for n in &cfg.nodes {
+        lines.push(format!(
+            "route replace {} via {} dev eth0",
+            n.pod_cidr, n.ip
+        ));
+    }
+    cmd::ip_batch(Some(&ns), &lines)
 }
 
 /// Names of a pod's veth pair and its host-side MAC, derived from the pod's

@@ -9,11 +9,9 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{BIN, Lab};
-use serde_json::Value;
+use common::Lab;
 
 const NAMESPACES: [&str; 3] = ["x", "y", "z"];
 const PODS: [&str; 3] = ["a", "b", "c"];
@@ -71,36 +69,8 @@ impl Model {
         m
     }
 
-    /// Wait until both agents have synced the store's current state, and
-    /// the store has settled (the daemon allocates identities for new label
-    /// sets in a pass of its own, right after a change).
     fn wait_synced(&self) {
-        let mut want = tollway_store_version(&self.lab);
-        loop {
-            self.lab
-                .eventually(Duration::from_secs(20), "agents synced", || {
-                    ["node-1", "node-2"]
-                        .iter()
-                        .all(|n| {
-                            let st = self.lab.json(&["status", "--node", n, "-o", "json"]);
-                            let a = &st["agent"];
-                            a["sync"]["resourceVersion"]
-                                .as_u64()
-                                .is_some_and(|v| v >= want)
-                                && a["sync"]["error"].is_null()
-                                && a["policy"]["errors"]
-                                    .as_array()
-                                    .is_some_and(|e| e.is_empty())
-                        })
-                        .then_some(())
-                });
-            std::thread::sleep(Duration::from_millis(250));
-            let now = tollway_store_version(&self.lab);
-            if now == want {
-                return;
-            }
-            want = now;
-        }
+        self.lab.wait_synced(&["node-1", "node-2"]);
     }
 
     fn apply(&self, yaml: &str) {
@@ -123,57 +93,32 @@ impl Model {
 
     /// The whole truth table, probed from every pod at once.
     fn probe(&self) -> Table {
-        let handles: Vec<_> = peers()
-            .into_iter()
-            .map(|from| {
-                let (ns, pod) = from.split_once('/').unwrap();
-                let mut targets = Vec::new();
-                let mut keys = Vec::new();
-                for to in peers() {
-                    for port in PORTS {
-                        for proto in PROTOS {
-                            targets.push(format!("{proto}://{}:{port}", self.ips[&to]));
-                            keys.push((from.clone(), to.clone(), port, proto));
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = peers()
+                .into_iter()
+                .map(|from| {
+                    scope.spawn(move || {
+                        let (ns, pod) = from.split_once('/').unwrap();
+                        let mut targets = Vec::new();
+                        let mut keys = Vec::new();
+                        for to in peers() {
+                            for port in PORTS {
+                                for proto in PROTOS {
+                                    targets.push(format!("{proto}://{}:{port}", self.ips[&to]));
+                                    keys.push((from.clone(), to.clone(), port, proto));
+                                }
+                            }
                         }
-                    }
-                }
-                let mut args: Vec<String> = [
-                    "--lab",
-                    &self.lab.name,
-                    "lab",
-                    "exec",
-                    "-n",
-                    ns,
-                    pod,
-                    "--",
-                    "tollway",
-                    "workload",
-                    "probe-many",
-                    "--timeout-ms",
-                    "700",
-                ]
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
-                args.extend(targets);
-                std::thread::spawn(move || {
-                    let out = Command::new(BIN).args(&args).output().unwrap();
-                    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-                        panic!("probe-many: {e}: {}", String::from_utf8_lossy(&out.stderr))
-                    });
-                    let reports = v["reports"].as_array().cloned().unwrap_or_default();
-                    assert_eq!(reports.len(), keys.len());
-                    keys.into_iter()
-                        .zip(reports)
-                        .map(|(k, r)| (k, r["summary"]["ok"].as_u64() == Some(1)))
-                        .collect::<Vec<_>>()
+                        let ok = self.lab.reach_many(ns, pod, &targets, 700);
+                        keys.into_iter().zip(ok).collect::<Vec<_>>()
+                    })
                 })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap())
-            .collect()
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap())
+                .collect()
+        })
     }
 
     /// Probe and compare with `expected`; on a mismatch probe once more (a
@@ -209,14 +154,6 @@ impl Model {
             wrong.join("\n")
         );
     }
-}
-
-fn tollway_store_version(lab: &Lab) -> u64 {
-    let p = format!("/var/lib/tollway/labs/{}/store/version", lab.name);
-    std::fs::read_to_string(p)
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
 }
 
 /// A table where everything reaches everything.

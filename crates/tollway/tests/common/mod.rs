@@ -177,6 +177,83 @@ impl Lab {
         }
     }
 
+    /// The store's resource version (first token of its version file).
+    pub fn store_version(&self) -> u64 {
+        let p = format!("/var/lib/tollway/labs/{}/store/version", self.name);
+        std::fs::read_to_string(p)
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Wait until the agents of `nodes` have synced the store's current
+    /// state without errors, and the store has settled (the daemon
+    /// allocates identities for new label sets in a pass of its own, right
+    /// after a change).
+    pub fn wait_synced(&self, nodes: &[&str]) {
+        let mut want = self.store_version();
+        loop {
+            self.eventually(Duration::from_secs(20), "agents synced", || {
+                nodes
+                    .iter()
+                    .all(|n| {
+                        let st = self.json(&["status", "--node", n, "-o", "json"]);
+                        let a = &st["agent"];
+                        a["sync"]["resourceVersion"]
+                            .as_u64()
+                            .is_some_and(|v| v >= want)
+                            && a["sync"]["error"].is_null()
+                            && a["policy"]["errors"]
+                                .as_array()
+                                .is_some_and(|e| e.is_empty())
+                    })
+                    .then_some(())
+            });
+            std::thread::sleep(Duration::from_millis(250));
+            let now = self.store_version();
+            if now == want {
+                return;
+            }
+            want = now;
+        }
+    }
+
+    /// `tollway workload probe-many` from a pod: whether each target
+    /// answered within `timeout_ms`.
+    pub fn reach_many(
+        &self,
+        ns: &str,
+        pod: &str,
+        targets: &[String],
+        timeout_ms: u64,
+    ) -> Vec<bool> {
+        let t = timeout_ms.to_string();
+        let mut args = vec![
+            "lab",
+            "exec",
+            "-n",
+            ns,
+            pod,
+            "--",
+            "tollway",
+            "workload",
+            "probe-many",
+            "--timeout-ms",
+            &t,
+        ];
+        args.extend(targets.iter().map(String::as_str));
+        let out = self.tw(&args);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!("probe-many: {e}: {}", String::from_utf8_lossy(&out.stderr))
+        });
+        let reports = v["reports"].as_array().cloned().unwrap_or_default();
+        assert_eq!(reports.len(), targets.len());
+        reports
+            .iter()
+            .map(|r| r["summary"]["ok"].as_u64() == Some(1))
+            .collect()
+    }
+
     pub fn down(&self) {
         self.ok(&["lab", "down"]);
     }
