@@ -12,20 +12,35 @@
 //!   map writes ([`Op`]) such that no packet ever sees a half-written
 //!   service; [`apply_to`] models what executing an op does.
 
+//!
+//! Incrementally, for one change among many services:
+//!
+//! - [`DesiredState`] keeps Services and Pods (a [`PodIndex`]), each
+//!   service's frontends, who wins a contested frontend and the
+//!   [`BackendDemand`]; after a change it names the frontends to re-plan and
+//!   their desired services ([`DesiredState::pending`]);
+//! - [`plan_scoped`] plans just those frontends, with the indexes
+//!   [`Applied`] keeps, giving the ops [`plan`] would give.
+
 mod desired;
 pub mod flags;
+mod incremental;
 mod maglev;
 mod model;
 mod plan;
 
-pub use desired::{DesiredWarning, desired_services};
+pub use desired::{
+    DesiredWarning, PodIndex, affected_services, desired_services, desired_services_indexed,
+};
+pub use incremental::DesiredState;
 pub use maglev::{DEFAULT_M, is_prime, maglev_table};
 pub use model::{
     Algorithm, BackendAddr, DesiredService, Frontend, FrontendKind, LbConfig, NodeContext, Proto,
-    Scope, ServiceName,
+    Scope, ServiceKey, ServiceName,
 };
 pub use plan::{
-    Applied, AppliedBackend, AppliedService, Inconsistency, Op, apply_to, matches, mismatch, plan,
+    Applied, AppliedBackend, AppliedService, BackendDemand, Inconsistency, Op, apply_to, matches,
+    mismatch, plan, plan_scoped,
 };
 
 /// Why a Maglev table or a plan cannot be computed.
@@ -76,6 +91,15 @@ pub enum LbError {
     RevNatExhausted {
         /// Indexes in use.
         in_use: usize,
+    },
+    /// A scoped plan would have to change a frontend outside its scope, or
+    /// its inputs disagree (see [`plan_scoped`]).
+    #[error("scoped plan: frontend {frontend}: {reason}")]
+    OutOfScope {
+        /// The frontend.
+        frontend: Frontend,
+        /// Why.
+        reason: &'static str,
     },
     /// The desired state does not fit in a BPF map.
     #[error("{map} would need {needed} entries; it holds {max}")]

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::sync::OnceLock;
 
 use serde::{Serialize, Serializer};
 
@@ -13,6 +14,14 @@ use crate::flags::{
 };
 use crate::maglev::maglev_table;
 use crate::model::{Algorithm, BackendAddr, DesiredService, Frontend, LbConfig};
+
+mod demand;
+mod index;
+mod scoped;
+
+pub use demand::BackendDemand;
+use index::{IndexCell, Indexes};
+pub use scoped::plan_scoped;
 
 /// A master entry of `tw_lb4_services` (backend slot 0).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
@@ -41,6 +50,10 @@ pub struct AppliedBackend {
 /// What the BPF maps hold, as the agent reads them back (and as
 /// [`apply_to`] keeps it up to date).
 ///
+/// Fill the public maps (starting from [`Applied::default`]), then change
+/// it only through [`apply_to`]; if you change the maps directly after a
+/// [`plan_scoped`], call [`Applied::rebuild_indexes`].
+///
 /// It mirrors the maps one to one, so that every intermediate state of a
 /// plan (and the state after a crash mid-plan) can be expressed: slot
 /// entries exist independently of their master, the master's count may be
@@ -62,6 +75,11 @@ pub struct Applied {
     pub revnat: BTreeMap<u16, Frontend>,
     /// `tw_lb4_maglev`: the inner table (M backend ids) by reverse-NAT index.
     pub maglev: BTreeMap<u16, Vec<u32>>,
+    /// Indexes derived from the five maps for [`plan_scoped`]: built on
+    /// first use (or by [`Applied::rebuild_indexes`]) and kept in step by
+    /// [`apply_to`]. Not part of the value: ignored by `==`, not serialized.
+    #[serde(skip)]
+    index: IndexCell,
 }
 
 fn ser_services<S: Serializer>(
@@ -177,6 +195,22 @@ impl fmt::Display for Inconsistency {
 }
 
 impl Applied {
+    /// Rebuild the indexes [`plan_scoped`] uses from the maps, now (they are
+    /// otherwise built on the first scoped plan). O(size of the maps). Call
+    /// it after filling or changing the public maps directly; [`apply_to`]
+    /// keeps them in step by itself.
+    pub fn rebuild_indexes(&mut self) {
+        let ix = Indexes::build(self);
+        self.index = IndexCell(OnceLock::from(ix));
+    }
+
+    /// The indexes if they are in step with the maps (built now if never
+    /// built); `None` if the maps were changed behind [`apply_to`]'s back.
+    fn indexes(&self) -> Option<&Indexes> {
+        let ix = self.index.0.get_or_init(|| Indexes::build(self));
+        ix.fresh(self).then_some(ix)
+    }
+
     /// The slot entries of one frontend, by slot.
     pub fn slots_of(&self, frontend: &Frontend) -> impl Iterator<Item = (u16, u32)> + '_ {
         self.slots
@@ -357,8 +391,19 @@ impl fmt::Display for Op {
     }
 }
 
-/// The model of executing `op`: what the maps hold afterwards.
+/// The model of executing `op`: what the maps hold afterwards (and the
+/// indexes of [`Applied`], if built, kept in step).
 pub fn apply_to(applied: &mut Applied, op: &Op) {
+    let mut cell = std::mem::take(&mut applied.index);
+    match cell.0.get_mut() {
+        Some(ix) => ix.apply(applied, op),
+        None => apply_maps(applied, op),
+    }
+    applied.index = cell;
+}
+
+/// [`apply_to`] on the maps only.
+fn apply_maps(applied: &mut Applied, op: &Op) {
     match op {
         Op::UpsertBackend { id, backend } => {
             applied.backends.insert(*id, *backend);
@@ -413,11 +458,33 @@ pub fn apply_to(applied: &mut Applied, op: &Op) {
     }
 }
 
-/// Backends of the desired state seen across all services: an address is
-/// terminating if any service lists it as terminating (the flag describes
-/// the pod), and is then in no slot anywhere.
+/// Backend flags by address, as [`BackendDemand`] gives them.
+trait BackendFlags {
+    /// The entry flags of a needed address; `None` if no service lists it.
+    fn flags(&self, addr: &BackendAddr) -> Option<u8>;
+
+    /// The addresses a service's slots hold, in slot order: its active
+    /// backends that are terminating nowhere.
+    fn active(&self, d: &DesiredService) -> Vec<BackendAddr> {
+        let set: BTreeSet<BackendAddr> = d
+            .backends
+            .iter()
+            .filter(|b| self.flags(b).is_some_and(|f| f & TW_BE_F_TERMINATING == 0))
+            .copied()
+            .collect();
+        set.into_iter().collect()
+    }
+}
+
+impl BackendFlags for BackendDemand {
+    fn flags(&self, addr: &BackendAddr) -> Option<u8> {
+        BackendDemand::flags(self, addr)
+    }
+}
+
+/// The flags of [`BackendDemand::new`] without its bookkeeping for
+/// incremental use (which frontend lists what): what a full plan needs.
 struct BackendView {
-    /// Every address some service needs, with its flags.
     flags: BTreeMap<BackendAddr, u8>,
 }
 
@@ -431,28 +498,20 @@ impl BackendView {
             for b in &d.terminating {
                 *flags.entry(*b).or_insert(0) |= TW_BE_F_TERMINATING;
             }
+            // Local counts for the addresses the service lists.
             for b in &d.local {
-                if let Some(f) = flags.get_mut(b) {
-                    *f |= TW_BE_F_LOCAL;
+                if d.backends.contains(b) || d.terminating.contains(b) {
+                    *flags.entry(*b).or_insert(0) |= TW_BE_F_LOCAL;
                 }
             }
         }
         BackendView { flags }
     }
+}
 
-    /// The addresses a service's slots hold, in slot order.
-    fn active(&self, d: &DesiredService) -> Vec<BackendAddr> {
-        let set: BTreeSet<BackendAddr> = d
-            .backends
-            .iter()
-            .filter(|b| {
-                self.flags
-                    .get(b)
-                    .is_some_and(|f| f & TW_BE_F_TERMINATING == 0)
-            })
-            .copied()
-            .collect();
-        set.into_iter().collect()
+impl BackendFlags for BackendView {
+    fn flags(&self, addr: &BackendAddr) -> Option<u8> {
+        self.flags.get(addr).copied()
     }
 }
 
@@ -511,7 +570,8 @@ fn resolve<'a>(
     // A u64 cursor: ids go up to u32::MAX and the cursor one past it.
     let mut next_id: u64 = 1;
     for (addr, flags) in &view.flags {
-        let id = match existing.get(addr) {
+        let (addr, flags) = (*addr, *flags);
+        let id = match existing.get(&addr) {
             Some(id) => *id,
             None => {
                 while u32::try_from(next_id).is_ok_and(|id| applied.backends.contains_key(&id)) {
@@ -524,14 +584,8 @@ fn resolve<'a>(
                 id
             }
         };
-        ids.insert(*addr, id);
-        backends.insert(
-            id,
-            AppliedBackend {
-                addr: *addr,
-                flags: *flags,
-            },
-        );
+        ids.insert(addr, id);
+        backends.insert(id, AppliedBackend { addr, flags });
     }
 
     let indexes = rev_nat_indexes(applied, desired)?;
@@ -540,39 +594,10 @@ fn resolve<'a>(
     let mut entries = 0usize;
     let mut tables = 0usize;
     for d in desired {
-        let active = view.active(d);
-        let count = u16::try_from(active.len()).map_err(|_| LbError::TooManyBackends {
-            frontend: d.frontend,
-            service: d.service.to_string(),
-            backends: active.len(),
-        })?;
-        entries += 1 + active.len();
-        let slots: Vec<u32> = active.iter().map(|a| ids[a]).collect();
-        let rev_nat_index = indexes[&d.frontend];
-        let table = if d.algorithm == Algorithm::Maglev && !active.is_empty() {
-            tables += 1;
-            let names: Vec<String> = active.iter().map(ToString::to_string).collect();
-            let pairs: Vec<(u32, &str)> = slots
-                .iter()
-                .zip(&names)
-                .map(|(id, n)| (*id, n.as_str()))
-                .collect();
-            Some(maglev_table(&pairs, cfg.maglev_m)?)
-        } else {
-            None
-        };
-        services.push(Target {
-            desired: d,
-            master: AppliedService {
-                count,
-                rev_nat_index,
-                flags: d.flags(),
-                algorithm: d.algorithm,
-                affinity_timeout: d.affinity_timeout.unwrap_or(0),
-            },
-            slots,
-            table,
-        });
+        let t = target(d, &view, &ids, indexes[&d.frontend], cfg)?;
+        entries += 1 + t.slots.len();
+        tables += usize::from(t.table.is_some());
+        services.push(t);
     }
     if entries > TW_LB_SERVICES_MAX {
         return Err(LbError::MapFull {
@@ -598,6 +623,103 @@ fn resolve<'a>(
         revnat,
         services,
     })
+}
+
+/// The target of one desired service: its active backends' ids in address
+/// order, its master, its Maglev table.
+fn target<'a>(
+    d: &'a DesiredService,
+    view: &impl BackendFlags,
+    ids: &BTreeMap<BackendAddr, u32>,
+    rev_nat_index: u16,
+    cfg: &LbConfig,
+) -> Result<Target<'a>, LbError> {
+    let active = view.active(d);
+    let count = u16::try_from(active.len()).map_err(|_| LbError::TooManyBackends {
+        frontend: d.frontend,
+        service: d.service.to_string(),
+        backends: active.len(),
+    })?;
+    let slots: Vec<u32> = active.iter().map(|a| ids[a]).collect();
+    let table = if d.algorithm == Algorithm::Maglev && !active.is_empty() {
+        let names: Vec<String> = active.iter().map(ToString::to_string).collect();
+        let pairs: Vec<(u32, &str)> = slots
+            .iter()
+            .zip(&names)
+            .map(|(id, n)| (*id, n.as_str()))
+            .collect();
+        Some(maglev_table(&pairs, cfg.maglev_m)?)
+    } else {
+        None
+    };
+    Ok(Target {
+        desired: d,
+        master: AppliedService {
+            count,
+            rev_nat_index,
+            flags: d.flags(),
+            algorithm: d.algorithm,
+            affinity_timeout: d.affinity_timeout.unwrap_or(0),
+        },
+        slots,
+        table,
+    })
+}
+
+/// Step 2 of a plan for one service: its slots, Maglev table and master in
+/// the order that keeps it whole, then its slots beyond the new count.
+fn service_ops(
+    applied: &Applied,
+    t: &Target<'_>,
+    wanted_tables: &mut BTreeSet<u16>,
+    ops: &mut Vec<Op>,
+) {
+    let frontend = t.desired.frontend;
+    let old = applied.services.get(&frontend);
+    let old_count = old.map_or(0, |m| m.count);
+    let new_count = t.master.count;
+    let master = (old != Some(&t.master)).then_some(Op::UpsertMaster {
+        frontend,
+        count: t.master.count,
+        rev_nat_index: t.master.rev_nat_index,
+        flags: t.master.flags,
+        algorithm: t.master.algorithm,
+        affinity_timeout: t.master.affinity_timeout,
+    });
+    let table = t.table.as_ref().and_then(|table| {
+        let index = t.master.rev_nat_index;
+        wanted_tables.insert(index);
+        (applied.maglev.get(&index) != Some(table)).then(|| Op::SetMaglev {
+            index,
+            table: table.clone(),
+        })
+    });
+    let mut slots = Vec::new();
+    for (i, id) in t.slots.iter().enumerate() {
+        // i < count <= u16::MAX.
+        let slot = u16::try_from(i + 1).unwrap_or(u16::MAX);
+        if applied.slots.get(&(frontend, slot)) != Some(id) {
+            slots.push(Op::UpsertSlot {
+                frontend,
+                slot,
+                backend_id: *id,
+            });
+        }
+    }
+    let stale = applied
+        .slots_of(&frontend)
+        .filter(|(slot, _)| *slot > new_count)
+        .map(|(slot, _)| Op::DeleteSlot { frontend, slot });
+    if new_count < old_count {
+        ops.extend(table);
+        ops.extend(master);
+        ops.extend(slots);
+    } else {
+        ops.extend(slots);
+        ops.extend(table);
+        ops.extend(master);
+    }
+    ops.extend(stale);
 }
 
 /// Reverse-NAT indexes: a frontend keeps its master's index; else it takes
@@ -702,52 +824,7 @@ pub fn plan(
     // 2. Services.
     let mut wanted_tables: BTreeSet<u16> = BTreeSet::new();
     for t in &r.services {
-        let frontend = t.desired.frontend;
-        let old = applied.services.get(&frontend);
-        let old_count = old.map_or(0, |m| m.count);
-        let new_count = t.master.count;
-        let master = (old != Some(&t.master)).then_some(Op::UpsertMaster {
-            frontend,
-            count: t.master.count,
-            rev_nat_index: t.master.rev_nat_index,
-            flags: t.master.flags,
-            algorithm: t.master.algorithm,
-            affinity_timeout: t.master.affinity_timeout,
-        });
-        let table = t.table.as_ref().and_then(|table| {
-            let index = t.master.rev_nat_index;
-            wanted_tables.insert(index);
-            (applied.maglev.get(&index) != Some(table)).then(|| Op::SetMaglev {
-                index,
-                table: table.clone(),
-            })
-        });
-        let mut slots = Vec::new();
-        for (i, id) in t.slots.iter().enumerate() {
-            // i < count <= u16::MAX.
-            let slot = u16::try_from(i + 1).unwrap_or(u16::MAX);
-            if applied.slots.get(&(frontend, slot)) != Some(id) {
-                slots.push(Op::UpsertSlot {
-                    frontend,
-                    slot,
-                    backend_id: *id,
-                });
-            }
-        }
-        let stale = applied
-            .slots_of(&frontend)
-            .filter(|(slot, _)| *slot > new_count)
-            .map(|(slot, _)| Op::DeleteSlot { frontend, slot });
-        if new_count < old_count {
-            ops.extend(table);
-            ops.extend(master);
-            ops.extend(slots);
-        } else {
-            ops.extend(slots);
-            ops.extend(table);
-            ops.extend(master);
-        }
-        ops.extend(stale);
+        service_ops(applied, t, &mut wanted_tables, &mut ops);
     }
 
     // 3. Removed services.
@@ -827,6 +904,7 @@ pub fn mismatch(applied: &Applied, desired: &[DesiredService], cfg: &LbConfig) -
         return Some(e.to_string());
     }
     let view = BackendView::new(desired);
+    let want = &view.flags;
     let have: BTreeMap<BackendAddr, u8> = applied
         .backends
         .values()
@@ -835,10 +913,9 @@ pub fn mismatch(applied: &Applied, desired: &[DesiredService], cfg: &LbConfig) -
     if have.len() != applied.backends.len() {
         return Some("two backend ids have the same address".into());
     }
-    if have != view.flags {
+    if &have != want {
         return Some(format!(
-            "backends differ: applied {have:?}, desired {:?}",
-            view.flags
+            "backends differ: applied {have:?}, desired {want:?}"
         ));
     }
     let wanted: BTreeSet<Frontend> = desired.iter().map(|d| d.frontend).collect();

@@ -140,13 +140,7 @@ impl BackendDemand {
     /// The addresses a service's slots hold, in slot order: its active
     /// backends that are terminating nowhere.
     pub fn active(&self, d: &DesiredService) -> Vec<BackendAddr> {
-        let set: BTreeSet<BackendAddr> = d
-            .backends
-            .iter()
-            .filter(|b| self.flags(b).is_some_and(|f| f & TW_BE_F_TERMINATING == 0))
-            .copied()
-            .collect();
-        set.into_iter().collect()
+        super::BackendFlags::active(self, d)
     }
 
     /// The addresses added, removed or changed since the last

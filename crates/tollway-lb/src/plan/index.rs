@@ -14,11 +14,11 @@ use crate::model::{BackendAddr, Frontend};
 pub(super) struct FreeIds {
     lo: u32,
     hi: u32,
-    ranges: BTreeMap<u32, u32>,
+    pub(super) ranges: BTreeMap<u32, u32>,
 }
 
 impl FreeIds {
-    fn all(lo: u32, hi: u32) -> FreeIds {
+    pub(super) fn all(lo: u32, hi: u32) -> FreeIds {
         FreeIds {
             lo,
             hi,
@@ -35,7 +35,7 @@ impl FreeIds {
     }
 
     /// Mark `id` used.
-    fn take(&mut self, id: u32) {
+    pub(super) fn take(&mut self, id: u32) {
         if let Some((s, e)) = self.range_of(id) {
             self.ranges.remove(&s);
             if s < id {
@@ -48,7 +48,7 @@ impl FreeIds {
     }
 
     /// Mark `id` free.
-    fn give(&mut self, id: u32) {
+    pub(super) fn give(&mut self, id: u32) {
         if id < self.lo || id > self.hi || self.range_of(id).is_some() {
             return;
         }
@@ -226,7 +226,8 @@ impl Indexes {
                 rev_nat_index,
                 ..
             } => {
-                let old = super::apply_maps(a, op);
+                let old = a.services.get(frontend).map(|m| m.rev_nat_index);
+                super::apply_maps(a, op);
                 if let Some(old) = old {
                     unlink(&mut self.masters_by_index, &old, frontend);
                     self.refresh_index(a, old);
@@ -235,7 +236,9 @@ impl Indexes {
                 self.refresh_index(a, *rev_nat_index);
             }
             Op::DeleteMaster { frontend } => {
-                if let Some(old) = super::apply_maps(a, op) {
+                let old = a.services.get(frontend).map(|m| m.rev_nat_index);
+                super::apply_maps(a, op);
+                if let Some(old) = old {
                     unlink(&mut self.masters_by_index, &old, frontend);
                     self.refresh_index(a, old);
                 }

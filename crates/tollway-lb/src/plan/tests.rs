@@ -617,3 +617,5 @@ proptest! {
         }
     }
 }
+
+mod scoped;
