@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 use tollway_abi::{
-    TW_CT_F_SERVICE, TW_SVC_F_AFFINITY, TW_SVC_F_CLUSTERIP, TW_SVC_F_ETP_LOCAL, TW_SVC_F_NODEPORT,
-    ip_of, port_of,
+    TW_CT_F_INGRESS, TW_CT_F_SERVICE, TW_SVC_F_AFFINITY, TW_SVC_F_CLUSTERIP, TW_SVC_F_ETP_LOCAL,
+    TW_SVC_F_NODEPORT, ip_of, port_of,
 };
 use tollway_datapath::lb::{LbMaps, MapsError};
 
@@ -180,7 +180,7 @@ pub fn render_lb_list(rows: &[LbServiceRow]) -> String {
 pub struct CtRow {
     /// `TCP` ...
     pub protocol: String,
-    /// `SERVICE` or `OUT`.
+    /// `SERVICE`, `OUT` (from a local pod) or `IN` (to a local pod).
     pub kind: String,
     /// Originator.
     pub source: String,
@@ -246,6 +246,8 @@ pub fn ct_list(maps: &LbMaps) -> Result<Vec<CtRow>, MapsError> {
             protocol: proto_name(k.proto).into(),
             kind: if k.flags & TW_CT_F_SERVICE != 0 {
                 "SERVICE".into()
+            } else if k.flags & TW_CT_F_INGRESS != 0 {
+                "IN".into()
             } else {
                 "OUT".into()
             },

@@ -14,6 +14,7 @@ pub mod ctgc;
 mod error;
 mod follow;
 pub mod inspect;
+pub mod inspect_policy;
 pub mod policy;
 pub mod status;
 mod sync;

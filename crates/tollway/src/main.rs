@@ -49,10 +49,17 @@ enum Command {
     Demo(cmd::demo::DemoArgs),
     /// The datapath's status on a node (like `cilium status`).
     Status(cmd::datapath::StatusArgs),
-    /// Inspect BPF maps: `bpf lb list`, `bpf ct list`.
+    /// Inspect BPF maps: `bpf lb list`, `bpf ct list`, `bpf ipcache list`,
+    /// `bpf policy get`.
     Bpf(cmd::datapath::BpfArgs),
     /// Services as the datapath sees them: `service list`.
     Service(cmd::datapath::ServiceArgs),
+    /// Network policy: `policy get`, `policy validate`, `policy trace`.
+    Policy(cmd::policy::PolicyArgs),
+    /// A node's endpoints and their policy enforcement: `endpoint list`.
+    Endpoint(cmd::policy::EndpointArgs),
+    /// Security identities: `identity list`.
+    Identity(cmd::policy::IdentityArgs),
     /// Benchmarks: `bench service-lb` (and its `server` and `client`).
     Bench(cmd::bench::BenchArgs),
     /// The per-node agent (started by the lab daemon).
@@ -80,6 +87,9 @@ fn main() -> ExitCode {
         Command::Status(a) => cmd::datapath::status(&cli.lab, a),
         Command::Bpf(a) => cmd::datapath::bpf(&cli.lab, a),
         Command::Service(a) => cmd::datapath::service(&cli.lab, a),
+        Command::Policy(a) => cmd::policy::policy(&cli.lab, a),
+        Command::Endpoint(a) => cmd::policy::endpoint(&cli.lab, a),
+        Command::Identity(a) => cmd::policy::identity(&cli.lab, a),
         Command::Agent(a) => cmd::datapath::agent(&cli.lab, a),
         Command::Bench(a) => cmd::bench::run(a),
     };

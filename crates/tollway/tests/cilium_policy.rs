@@ -157,6 +157,80 @@ fn cilium_policies_end_to_end() {
     w.expect("seed, implicit namespace", "other/web", &api(8080), false);
     // Not the subject: web still accepts anyone.
     w.expect("seed", "shop/batch", &format!("tcp://{}:8080", w.web), true);
+    // What the CLI shows of it, as Cilium's commands would.
+    let eps = w
+        .lab
+        .json(&["endpoint", "list", "--node", "node-2", "-o", "json"]);
+    let api_ep = eps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["pod"] == "shop/api")
+        .unwrap_or_else(|| panic!("no endpoint for shop/api: {eps}"));
+    assert_eq!(api_ep["ingressEnforcement"], "Enabled", "{api_ep}");
+    assert_eq!(api_ep["egressEnforcement"], "Disabled", "{api_ep}");
+    let id = api_ep["identity"].as_u64().unwrap();
+    let ids = w
+        .lab
+        .json(&["identity", "list", "--node", "node-2", "-o", "json"]);
+    assert!(
+        ids.as_array().unwrap().iter().any(|i| i["id"] == id
+            && i["labels"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|l| l == "k8s:app=api")),
+        "{ids}"
+    );
+    let ipc = w
+        .lab
+        .json(&["bpf", "ipcache", "list", "--node", "node-1", "-o", "json"]);
+    assert!(
+        ipc.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["prefix"] == format!("{}/32", w.api)
+                && r["identity"] == id
+                && r["nodeIp"] == "172.18.0.3"),
+        "{ipc}"
+    );
+    let pol = w
+        .lab
+        .json(&["bpf", "policy", "get", "shop/api", "-o", "json"]);
+    let allow = pol
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["direction"] == "Ingress" && r["port"] == "8080/TCP")
+        .unwrap_or_else(|| panic!("no 8080/TCP ingress entry: {pol}"));
+    assert_eq!(allow["policy"], "Allow");
+    assert_eq!(
+        allow["origin"],
+        "shop/checkout-api-l7-policy spec.ingress[0]"
+    );
+    assert!(
+        allow["packets"].as_u64().unwrap() > 0,
+        "hits counted: {allow}"
+    );
+    let trace = w.lab.ok(&[
+        "policy",
+        "trace",
+        "--src-k8s-pod",
+        "shop/batch",
+        "--dst-k8s-pod",
+        "shop/api",
+        "--dport",
+        "8080",
+    ]);
+    assert!(trace.contains("Final verdict: DENIED"), "{trace}");
+    let st = w.lab.json(&["status", "--node", "node-2", "-o", "json"]);
+    let denied = st["drops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["code"] == 133)
+        .unwrap_or_else(|| panic!("no policy drops counted: {}", st["drops"]));
+    assert!(denied["count"].as_u64().unwrap() > 0);
     w.delete(
         "ciliumnetworkpolicy",
         "checkout-api-l7-policy",

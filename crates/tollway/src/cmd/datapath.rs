@@ -1,5 +1,6 @@
 //! The Cilium-shaped commands on a node's datapath: `tollway status`,
-//! `tollway bpf lb list`, `tollway bpf ct list`, `tollway service list`,
+//! `tollway bpf lb list`, `tollway bpf ct list`, `tollway service list`
+//! (`bpf ipcache` and `bpf policy` are in [`super::policy`]),
 //! and the agent itself.
 
 use std::process::ExitCode;
@@ -17,10 +18,10 @@ use tollway_lab::{LabConfig, LabPaths};
 pub struct NodeArg {
     /// Node (default: $TOLLWAY_NODE, else the first node).
     #[arg(long, env = "TOLLWAY_NODE")]
-    node: Option<String>,
+    pub(crate) node: Option<String>,
 }
 
-fn resolve(lab: &str, node: &NodeArg) -> Result<(LabConfig, LabPaths, String)> {
+pub(crate) fn resolve(lab: &str, node: &NodeArg) -> Result<(LabConfig, LabPaths, String)> {
     let paths = LabPaths::new(lab);
     let cfg = LabConfig::load(&paths)?.with_context(|| {
         format!("lab {lab} does not exist (create it with `tollway --lab {lab} lab up`)")
@@ -46,7 +47,7 @@ fn open_maps(paths: &LabPaths, node: &str) -> Result<LbMaps> {
     })
 }
 
-fn json_flag(output: &Option<String>) -> Result<bool> {
+pub(crate) fn json_flag(output: &Option<String>) -> Result<bool> {
     match output.as_deref() {
         None => Ok(false),
         Some("json") => Ok(true),
@@ -181,6 +182,23 @@ pub fn status(lab: &str, args: StatusArgs) -> Result<ExitCode> {
             "Services:                {} frontends, {} backends",
             a.sync.frontends, a.sync.backends
         );
+        let p = &a.policy;
+        println!(
+            "Policy:                  {} rules, {} identities; {}/{} endpoints enforce ingress/egress{}",
+            p.rules,
+            p.identities,
+            p.enforcing_ingress,
+            p.enforcing_egress,
+            if p.errors.is_empty() {
+                String::new()
+            } else {
+                format!(" [{} error(s): {}]", p.errors.len(), p.errors.join("; "))
+            }
+        );
+        println!(
+            "Endpoints:               {} ready, ipcache {} prefixes",
+            p.endpoints, p.ipcache
+        );
         println!(
             "Conntrack GC:            interval {:.0}s, last sweep deleted {} of {}{}",
             a.gc.interval_seconds,
@@ -264,6 +282,9 @@ pub fn status(lab: &str, args: StatusArgs) -> Result<ExitCode> {
     for f in &fills {
         println!("  {:<20} {:>10} {:>10}", f.name, f.max_entries, f.in_use);
     }
+    for f in agent.iter().flat_map(|a| a.policy_maps.iter()) {
+        println!("  {:<20} {:>10} {:>10}", f.name, f.max_entries, f.in_use);
+    }
     if !drops.is_empty() {
         println!("Drops:");
         for d in &drops {
@@ -294,6 +315,33 @@ enum BpfCommand {
     Ct {
         #[command(subcommand)]
         command: ListOnly,
+    },
+    /// Address → identity map.
+    Ipcache {
+        #[command(subcommand)]
+        command: ListOnly,
+    },
+    /// Endpoints' policy tries.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyGet,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum PolicyGet {
+    /// An endpoint's policy entries with their hit counters.
+    Get {
+        /// Endpoint id, or a pod (`namespace/name`, or a name with -n).
+        endpoint: String,
+        /// The pod's namespace.
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        #[command(flatten)]
+        node: NodeArg,
+        /// Output: json.
+        #[arg(short = 'o', long)]
+        output: Option<String>,
     },
 }
 
@@ -336,6 +384,26 @@ pub fn bpf(lab: &str, args: BpfArgs) -> Result<ExitCode> {
             } else {
                 print!("{}", inspect::render_ct_list(&rows));
             }
+        }
+        BpfCommand::Ipcache {
+            command: ListOnly::List { node, output, .. },
+        } => return super::policy::bpf_ipcache(lab, &node, &output),
+        BpfCommand::Policy {
+            command:
+                PolicyGet::Get {
+                    endpoint,
+                    namespace,
+                    node,
+                    output,
+                },
+        } => {
+            return super::policy::bpf_policy_get(
+                lab,
+                &endpoint,
+                namespace.as_deref(),
+                &node,
+                &output,
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -4,5 +4,6 @@ pub mod bench;
 pub mod datapath;
 pub mod demo;
 pub mod lab;
+pub mod policy;
 pub mod resources;
 pub mod workload;

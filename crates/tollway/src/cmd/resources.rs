@@ -21,7 +21,7 @@ fn store(lab: &str) -> Result<(tollway_lab::LabConfig, FileStore)> {
 
 /// Files named by `-f`: files, directories (their *.yaml, *.yml, *.json,
 /// sorted) or `-` (stdin), as (display name, text).
-fn read_inputs(args: &[String], recursive: bool) -> Result<Vec<(String, String)>> {
+pub(crate) fn read_inputs(args: &[String], recursive: bool) -> Result<Vec<(String, String)>> {
     let mut out = Vec::new();
     for a in args {
         if a == "-" {
@@ -72,7 +72,7 @@ fn collect_dir(dir: &Path, recursive: bool, out: &mut Vec<PathBuf>) -> Result<()
     Ok(())
 }
 
-fn parse_all(inputs: &[(String, String)]) -> Result<Vec<RawDocument>, Vec<String>> {
+pub(crate) fn parse_all(inputs: &[(String, String)]) -> Result<Vec<RawDocument>, Vec<String>> {
     let mut docs = Vec::new();
     let mut errors = Vec::new();
     for (name, text) in inputs {
@@ -88,7 +88,7 @@ fn parse_all(inputs: &[(String, String)]) -> Result<Vec<RawDocument>, Vec<String
     }
 }
 
-fn fail_with(errors: Vec<String>, what: &str) -> Result<ExitCode> {
+pub(crate) fn fail_with(errors: Vec<String>, what: &str) -> Result<ExitCode> {
     for e in &errors {
         eprintln!("error: {e}");
     }
