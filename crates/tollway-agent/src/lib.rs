@@ -55,6 +55,11 @@ struct Agent {
     datapath: NodeDatapath,
     maps: LbMaps,
     mirror: Applied,
+    /// The wanted services, kept up to date change by change (None until
+    /// the first full sync, and after a failed one).
+    lb_state: Option<tollway_lb::DesiredState>,
+    /// This node's pods whose veth carries the programs (last attach).
+    local: Vec<policy::LocalPod>,
     policy: policy::PolicySync,
     /// Pod veths carrying the pod programs, with the ifindex they had.
     attached_ifaces: BTreeMap<String, u32>,
@@ -141,7 +146,8 @@ pub fn run(lab: &str, node: &str) -> Result<(), AgentError> {
         }
     }
     // Adopt what an earlier agent left: the maps are the truth.
-    let mirror = sync::read_applied(&maps)?;
+    let mut mirror = sync::read_applied(&maps)?;
+    mirror.rebuild_indexes();
     tracing::info!(
         lab,
         node,
@@ -185,6 +191,8 @@ pub fn run(lab: &str, node: &str) -> Result<(), AgentError> {
         datapath,
         maps,
         mirror,
+        lb_state: None,
+        local: Vec::new(),
         policy,
         attached_ifaces: BTreeMap::new(),
         skipped_cgroups: BTreeSet::new(),
@@ -240,18 +248,113 @@ impl Agent {
         if let Err(e) = self.sync(snap) {
             tracing::error!(error = %e, "sync failed; re-reading the maps");
             self.status.sync.error = Some(e.to_string());
+            self.lb_state = None;
             match sync::read_applied(&self.maps) {
-                Ok(m) => self.mirror = m,
+                Ok(mut m) => {
+                    m.rebuild_indexes();
+                    self.mirror = m;
+                }
                 Err(e) => tracing::error!(error = %e, "cannot re-read the maps"),
             }
         }
         self.write_status();
     }
 
-    /// Apply what changed.
+    /// Apply what changed: only the services a change touches are
+    /// re-planned ([`tollway_lb::plan_scoped`]); pods are re-attached only
+    /// when pods changed, and policy is recomputed only when something
+    /// other than services changed. Anything unexpected falls back to a
+    /// full sync.
     fn delta_sync(&mut self, snap: &Snapshot, delta: &follow::Delta) {
-        let _ = delta;
-        self.full_sync(snap);
+        match self.try_delta(snap, delta) {
+            Ok(true) => self.write_status(),
+            Ok(false) => self.full_sync(snap),
+            Err(e) => {
+                tracing::warn!(error = %e, "incremental sync failed; doing a full one");
+                self.full_sync(snap);
+            }
+        }
+    }
+
+    /// `Ok(false)`: no incremental state yet, do a full sync.
+    fn try_delta(&mut self, snap: &Snapshot, delta: &follow::Delta) -> Result<bool, AgentError> {
+        let started = Instant::now();
+        let Some(state) = self.lb_state.as_mut() else {
+            return Ok(false);
+        };
+        for key in &delta.services {
+            match snap.get(key) {
+                Some(tollway_api::Object::Service(s)) => {
+                    state.upsert_service(s.clone());
+                }
+                _ => {
+                    state.remove_service(key.namespace.as_deref().unwrap_or("default"), &key.name);
+                }
+            }
+        }
+        for (before, after) in &delta.pods {
+            match (before, after) {
+                (_, Some(p)) => {
+                    state.upsert_pod(p.clone());
+                }
+                (Some(b), None) => {
+                    state.remove_pod(b.metadata.namespace_or_default(), &b.metadata.name);
+                }
+                (None, None) => {}
+            }
+        }
+        let (desired, scope) = state.pending();
+        let ops =
+            tollway_lb::plan_scoped(&self.mirror, &desired, &scope, state.demand(), &self.lb_cfg);
+        let ops = match ops {
+            Ok(ops) => ops,
+            Err(e) => {
+                // Drop the incremental state: the full sync rebuilds it.
+                self.lb_state = None;
+                return Err(e.into());
+            }
+        };
+        for op in &ops {
+            if let Err(e) = sync::execute(&mut self.maps, op) {
+                self.lb_state = None;
+                return Err(e.into());
+            }
+            tollway_lb::apply_to(&mut self.mirror, op);
+        }
+        if let Some(state) = self.lb_state.as_mut() {
+            state.commit();
+            if !ops.is_empty() || !delta.services.is_empty() || !delta.pods.is_empty() {
+                self.status.warnings = state.warnings().iter().map(ToString::to_string).collect();
+            }
+        }
+        if !delta.pods.is_empty() {
+            let pods: Vec<&tollway_api::Pod> = snap.pods().collect();
+            self.local = self.attach_pods(&pods)?;
+        }
+        if !delta.pods.is_empty() || !delta.others.is_empty() {
+            let local = std::mem::take(&mut self.local);
+            self.sync_policy(snap, &local);
+            self.local = local;
+        }
+        self.status.sync = status::SyncReport {
+            resource_version: snap.resource_version,
+            frontends: self.mirror.services.len(),
+            backends: self.mirror.backends.len(),
+            ops: ops.len(),
+            duration_us: started.elapsed().as_micros() as u64,
+            at: now_rfc3339(),
+            error: None,
+            mode: "incremental".into(),
+        };
+        if !ops.is_empty() {
+            tracing::info!(
+                ops = ops.len(),
+                scope = scope.len(),
+                us = started.elapsed().as_micros() as u64,
+                "synced services (incremental)"
+            );
+        }
+        Ok(true)
     }
 
     fn write_status(&mut self) {
@@ -263,17 +366,26 @@ impl Agent {
 
     fn sync(&mut self, snap: &Snapshot) -> Result<(), AgentError> {
         let started = Instant::now();
-        let services: Vec<&tollway_api::Service> = snap.services().collect();
+        self.lb_state = None;
         let pods: Vec<&tollway_api::Pod> = snap.pods().collect();
-        let (desired, warnings) =
-            tollway_lb::desired_services(&services, &pods, &self.node_ctx, &self.lb_cfg);
+        let mut state = tollway_lb::DesiredState::from_objects(
+            snap.services(),
+            pods.iter().copied(),
+            self.node_ctx.clone(),
+            self.lb_cfg,
+        );
+        let desired = state.desired();
+        let warnings = state.warnings();
         let ops = tollway_lb::plan(&self.mirror, &desired, &self.lb_cfg)?;
         for op in &ops {
             sync::execute(&mut self.maps, op)?;
             tollway_lb::apply_to(&mut self.mirror, op);
         }
+        state.commit();
+        self.lb_state = Some(state);
         let local = self.attach_pods(&pods)?;
         self.sync_policy(snap, &local);
+        self.local = local;
         self.status.warnings = warnings.iter().map(ToString::to_string).collect();
         self.status.sync = status::SyncReport {
             resource_version: snap.resource_version,
@@ -283,6 +395,7 @@ impl Agent {
             duration_us: started.elapsed().as_micros() as u64,
             at: now_rfc3339(),
             error: None,
+            mode: "full".into(),
         };
         if !ops.is_empty() {
             tracing::info!(

@@ -37,6 +37,9 @@ pub struct SyncReport {
     pub at: String,
     /// The last error, if the sync failed.
     pub error: Option<String>,
+    /// `full` (everything recomputed) or `incremental` (only what changed).
+    #[serde(default)]
+    pub mode: String,
 }
 
 /// Conntrack garbage collection.
