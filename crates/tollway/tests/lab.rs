@@ -632,8 +632,30 @@ fn the_demo_runs_and_probes_across_nodes() {
     );
     assert_eq!(
         out.matches("ok 200").count(),
-        3,
-        "three successful probes:\n{out}"
+        4,
+        "four successful probes (three, and one the policy allows):\n{out}"
+    );
+    // The seed's policy: web-frontend allowed, batch-reporter dropped.
+    let policy = out
+        .split("== 6.")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no policy step:\n{out}"));
+    let lines: Vec<&str> = policy.lines().collect();
+    let allowed = lines
+        .iter()
+        .position(|l| l.contains("(expected: allowed)"))
+        .unwrap();
+    assert!(lines[allowed].contains("web-frontend-"), "{policy}");
+    assert!(lines[allowed + 1].contains("ok 200"), "{policy}");
+    let dropped = lines
+        .iter()
+        .position(|l| l.contains("(expected: dropped by policy)"))
+        .unwrap();
+    assert!(lines[dropped].contains("batch-reporter-"), "{policy}");
+    assert!(lines[dropped + 1].contains("timeout"), "{policy}");
+    assert!(
+        policy.contains("payments/checkout-api-l7-policy spec.ingress[0]"),
+        "bpf policy get shows the rule: {policy}"
     );
     assert!(out.contains("answered by checkout-api-"), "{out}");
     // The ClusterIP part: spread over both backends, and the LB map shown.

@@ -16,8 +16,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
+use tollway_api::Kind;
 use tollway_api::Object;
-use tollway_state::{FileStore, StateError, StateSource};
+use tollway_state::{Event, FileStore, StateError, StateSource, WatchResult};
 
 use crate::config::LabConfig;
 use crate::error::{LabError, Result};
@@ -52,7 +53,11 @@ pub async fn run(lab: &str) -> Result<()> {
     }
     let mut kubelet = Kubelet::new(paths.clone(), Arc::new(cfg), exe, ev_tx, pod_tx);
     let mut tick = tokio::time::interval(POLL);
-    let mut last_version = u64::MAX;
+    // The journal tells which kinds changed: Services alone concern no
+    // controller and no kubelet (the agents translate them), so a service
+    // change costs the daemon no full read of the store.
+    let (_, mut watcher) = store.watch()?;
+    let mut first = true;
     let mut last_sync = Instant::now();
     let mut last_sweep: Option<Instant> = None;
     let mut gone = Vec::new();
@@ -68,15 +73,22 @@ pub async fn run(lab: &str) -> Result<()> {
                 }
             }
             _ = tick.tick() => {
-                let version = store.version()?;
-                if version != last_version || last_sync.elapsed() >= RESYNC {
+                let relevant = match watcher.poll()? {
+                    WatchResult::Unchanged => false,
+                    WatchResult::Resync(_) => true,
+                    WatchResult::Events { events, .. } => events.iter().any(|e| match e {
+                        Event::Put(o) => o.kind() != Kind::Service,
+                        Event::Delete(k) => k.kind != Kind::Service,
+                    }),
+                };
+                if first || relevant || last_sync.elapsed() >= RESYNC {
+                    first = false;
                     store.update(|txn| {
                         controllers::run_all(txn);
                         Ok::<_, StateError>(())
                     })?;
                     let snap = store.snapshot()?;
                     kubelet.sync(&snap);
-                    last_version = snap.resource_version;
                     last_sync = Instant::now();
                     if last_sweep.is_none_or(|t| t.elapsed() >= SWEEP) {
                         kubelet.sweep_orphans(&snap);

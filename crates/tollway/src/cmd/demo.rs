@@ -15,6 +15,9 @@ use tollway_state::StateSource;
 use crate::progress::Reporter;
 
 /// The example manifests, embedded so that the demo runs from anywhere.
+/// The seed's CiliumNetworkPolicy, unchanged.
+const SEED_POLICY: &str = include_str!("../../../../examples/seed/checkout-api-l7-policy.yaml");
+
 const MANIFESTS: &[(&str, &str)] = &[
     (
         "examples/payments/00-namespace.yaml",
@@ -201,6 +204,70 @@ pub fn run(lab_name: &str, args: DemoArgs) -> Result<ExitCode> {
         println!("  {line}");
     }
 
+    println!(
+        "\n== 6. identity-based policy: tollway apply -f examples/seed/checkout-api-l7-policy.yaml"
+    );
+    let seed = [(
+        "examples/seed/checkout-api-l7-policy.yaml".to_string(),
+        SEED_POLICY.to_string(),
+    )];
+    if super::resources::apply_inputs(lab_name, &seed, false)? != ExitCode::SUCCESS {
+        bail!("the seed's CiliumNetworkPolicy did not apply");
+    }
+    wait_policy(lab_name, &paths, &store)?;
+    let vip_url = format!("http://{vip}:8080/api/v2/orders");
+    let allowed = probe_url(
+        lab_name,
+        web,
+        "service checkout-api",
+        &vip_url,
+        "POST",
+        3000,
+    )?;
+    let blocked = probe_url(
+        lab_name,
+        reporter,
+        "service checkout-api",
+        &vip_url,
+        "POST",
+        1000,
+    )?;
+    all_ok &= allowed.ok && !blocked.ok;
+    for (l, want) in [(&allowed, "allowed"), (&blocked, "dropped by policy")] {
+        println!(
+            "  {} -> {}  {} (expected: {want})\n      {}",
+            l.from, l.to, l.target, l.outcome
+        );
+    }
+    if let Some(api_pod) = api.first() {
+        let api_node = api_pod.spec.node_name.clone().unwrap_or_default();
+        let maps = tollway_datapath::lb::PolicyMaps::open(&paths.bpf_node_dir(&api_node))?;
+        let snap = store.snapshot()?;
+        let ipc = tollway_agent::inspect_policy::ipcache_list(&maps)?;
+        let labels = tollway_agent::inspect_policy::identity_labels(&snap, &ipc);
+        let eps = tollway_agent::inspect_policy::endpoint_list(&maps, &snap, &labels)?;
+        if let Some(ep) = eps
+            .iter()
+            .find(|e| Some(e.ipv4.as_str()) == api_pod.pod_ip())
+        {
+            let t = tollway_policy::translate_all(snap.network_policies(), snap.cilium_policies());
+            let origins = t.rules.into_iter().map(|r| (r.id, r.origin)).collect();
+            let rows = tollway_agent::inspect_policy::policy_get(
+                &maps,
+                ep.endpoint_id,
+                &labels,
+                &origins,
+            )?;
+            println!(
+                "\n  tollway bpf policy get payments/{}   (node {api_node}, endpoint {})",
+                api_pod.metadata.name, ep.endpoint_id
+            );
+            for line in tollway_agent::inspect_policy::render_policy_get(&rows).lines() {
+                println!("  {line}");
+            }
+        }
+    }
+
     let web_name = &web.metadata.name;
     let tw = if lab_name == "default" {
         "tollway".to_string()
@@ -208,8 +275,12 @@ pub fn run(lab_name: &str, args: DemoArgs) -> Result<ExitCode> {
         format!("tollway --lab {lab_name}")
     };
     println!(
-        "\n== try next\n  {tw} get pods -n payments -o wide\n  {tw} lab exec -n payments {web_name} -- tollway workload probe http://{}:8080/echo -o json\n  {tw} logs -n payments {}\n  {tw} scale deployment/checkout-api --replicas 3 -n payments\n  {tw} label namespace payments istio.io/dataplane-mode=ambient\n  {tw} lab exec --node {node} -- tollway status --verbose\n  {tw} bpf lb list --node {node}\n  {tw} lab status\n  {tw} lab down",
+        "\n== try next\n  {tw} get pods -n payments -o wide\n  {tw} lab exec -n payments {web_name} -- tollway workload probe http://{}:8080/echo -o json\n  {tw} logs -n payments {}\n  {tw} scale deployment/checkout-api --replicas 3 -n payments\n  {tw} label namespace payments istio.io/dataplane-mode=ambient\n  {tw} lab exec --node {node} -- tollway status --verbose\n  {tw} bpf lb list --node {node}\n  {tw} endpoint list --node {node}\n  {tw} policy trace --src-k8s-pod payments/{} --dst-k8s-pod payments/{} --dport 8080\n  {tw} lab status\n  {tw} lab down",
         api.first().and_then(|p| p.pod_ip()).unwrap_or("POD_IP"),
+        api.first()
+            .map(|p| p.metadata.name.as_str())
+            .unwrap_or("POD"),
+        reporter.metadata.name,
         api.first()
             .map(|p| p.metadata.name.as_str())
             .unwrap_or("POD"),
@@ -230,18 +301,33 @@ fn probe(
     method: &str,
     path: &str,
 ) -> Result<ProbeLine> {
-    let exe = std::env::current_exe().context("finding the tollway binary")?;
     let ip = to.pod_ip().unwrap_or("0.0.0.0");
     let url = format!("http://{ip}:{port}{path}");
+    let node = to.spec.node_name.clone().unwrap_or_default();
+    let to = format!("{} ({node})", to.metadata.name);
+    probe_url(lab_name, from, &to, &url, method, 3000)
+}
+
+/// One probe of `url` from `from`; `to` names the target for display.
+fn probe_url(
+    lab_name: &str,
+    from: &Pod,
+    to: &str,
+    url: &str,
+    method: &str,
+    timeout_ms: u64,
+) -> Result<ProbeLine> {
+    let exe = std::env::current_exe().context("finding the tollway binary")?;
+    let timeout = timeout_ms.to_string();
     let argv: Vec<String> = [
         exe.display().to_string().as_str(),
         "workload",
         "probe",
-        url.as_str(),
+        url,
         "--method",
         method,
         "--timeout-ms",
-        "3000",
+        timeout.as_str(),
         "-o",
         "json",
     ]
@@ -270,11 +356,42 @@ fn probe(
     let node = |p: &Pod| p.spec.node_name.clone().unwrap_or_default();
     Ok(ProbeLine {
         from: format!("{} ({})", from.metadata.name, node(from)),
-        to: format!("{} ({})", to.metadata.name, node(to)),
+        to: to.to_string(),
         target: format!("{method} {url}"),
-        outcome: format!("{result}{status}{latency}, answered by {answered}"),
+        outcome: if answered.is_empty() {
+            format!("{result}{status}{latency}")
+        } else {
+            format!("{result}{status}{latency}, answered by {answered}")
+        },
         ok: code == 0,
     })
+}
+
+/// Wait until every node's agent has synced the store's current version
+/// (the policy just applied, and the identities it may need).
+fn wait_policy(
+    lab_name: &str,
+    paths: &tollway_lab::LabPaths,
+    store: &tollway_state::FileStore,
+) -> Result<()> {
+    let cfg = tollway_lab::LabConfig::load(paths)?
+        .with_context(|| format!("lab {lab_name} does not exist"))?;
+    let want = store.version()?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let synced = cfg.nodes.iter().all(|n| {
+            tollway_agent::AgentStatus::read(&paths.node_dir(&n.name)).is_some_and(|a| {
+                a.sync.resource_version >= want && a.policy.rules > 0 && a.policy.errors.is_empty()
+            })
+        });
+        if synced {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!("the agents did not program the policy within 20 s (see `tollway status`)");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// `count` requests to `url` from `from`, tallied by the answering pod.
