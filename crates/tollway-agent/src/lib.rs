@@ -336,16 +336,7 @@ impl Agent {
             self.sync_policy(snap, &local);
             self.local = local;
         }
-        self.status.sync = status::SyncReport {
-            resource_version: snap.resource_version,
-            frontends: self.mirror.services.len(),
-            backends: self.mirror.backends.len(),
-            ops: ops.len(),
-            duration_us: started.elapsed().as_micros() as u64,
-            at: now_rfc3339(),
-            error: None,
-            mode: "incremental".into(),
-        };
+        self.report_sync(snap.resource_version, ops.len(), started, "incremental");
         if !ops.is_empty() {
             tracing::info!(
                 ops = ops.len(),
@@ -355,6 +346,19 @@ impl Agent {
             );
         }
         Ok(true)
+    }
+
+    fn report_sync(&mut self, resource_version: u64, ops: usize, started: Instant, mode: &str) {
+        self.status.sync = status::SyncReport {
+            resource_version,
+            frontends: self.mirror.services.len(),
+            backends: self.mirror.backends.len(),
+            ops,
+            duration_us: started.elapsed().as_micros() as u64,
+            at: now_rfc3339(),
+            error: None,
+            mode: mode.into(),
+        };
     }
 
     fn write_status(&mut self) {
@@ -387,16 +391,7 @@ impl Agent {
         self.sync_policy(snap, &local);
         self.local = local;
         self.status.warnings = warnings.iter().map(ToString::to_string).collect();
-        self.status.sync = status::SyncReport {
-            resource_version: snap.resource_version,
-            frontends: self.mirror.services.len(),
-            backends: self.mirror.backends.len(),
-            ops: ops.len(),
-            duration_us: started.elapsed().as_micros() as u64,
-            at: now_rfc3339(),
-            error: None,
-            mode: "full".into(),
-        };
+        self.report_sync(snap.resource_version, ops.len(), started, "full");
         if !ops.is_empty() {
             tracing::info!(
                 ops = ops.len(),

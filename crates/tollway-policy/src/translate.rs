@@ -72,6 +72,21 @@ fn policy_name(m: &ObjectMeta) -> String {
     }
 }
 
+/// A rule that allows nothing and makes its subjects default-deny in
+/// `direction` (a policy that isolates a direction, even without rules).
+fn isolation(subject: &EndpointSelector, direction: Direction, origin: String) -> Rule {
+    Rule {
+        id: 0,
+        subject: subject.clone(),
+        direction,
+        action: Action::Allow,
+        peers: Some(Vec::new()),
+        ports: Vec::new(),
+        default_deny: true,
+        origin,
+    }
+}
+
 fn untranslatable(origin: &str, field: &str, reason: impl Into<String>) -> PolicyError {
     PolicyError::Untranslatable {
         origin: origin.to_string(),
@@ -118,16 +133,7 @@ pub fn network_policy_rules(np: &NetworkPolicy) -> Result<Vec<Rule>, PolicyError
             ),
         };
         // Isolation itself: default deny even without any rule.
-        rules.push(Rule {
-            id: 0,
-            subject: subject.clone(),
-            direction,
-            action: Action::Allow,
-            peers: Some(Vec::new()),
-            ports: Vec::new(),
-            default_deny: true,
-            origin: format!("{name} {field}"),
-        });
+        rules.push(isolation(&subject, direction, format!("{name} {field}")));
         for (i, (peers, ports)) in items.into_iter().enumerate() {
             let origin = format!("{name} {field}[{i}]");
             let peers = if peers.is_empty() {
@@ -416,16 +422,11 @@ fn cilium_rule(
     ];
     for (direction, default_deny, lists) in directions {
         if default_deny {
-            out.push(Rule {
-                id: 0,
-                subject: subject.clone(),
+            out.push(isolation(
+                &subject,
                 direction,
-                action: Action::Allow,
-                peers: Some(Vec::new()),
-                ports: Vec::new(),
-                default_deny: true,
-                origin: format!("{base}.{direction}"),
-            });
+                format!("{base}.{direction}"),
+            ));
         }
         for (field, action, items) in lists {
             for (i, item) in items.iter().enumerate() {

@@ -194,15 +194,8 @@ fn trace(lab: &str, src: &str, dst: &str, dport: u16, protocol: &str) -> Result<
     };
     let (src_uid, _) = find("source", src)?;
     let (dst_uid, dst_node) = find("destination", dst)?;
-    let cp = tollway_policy::cluster_policy(
-        &tollway_policy::ClusterObjects {
-            namespaces: snap.namespaces().collect(),
-            pods: snap.pods().collect(),
-            identities: snap.cilium_identities().collect(),
-            nodes: snap.nodes().collect(),
-            network_policies: snap.network_policies().collect(),
-            cilium_policies: snap.cilium_policies().collect(),
-        },
+    let cp = tollway_agent::policy::cluster_policy(
+        &snap,
         dst_node.as_deref().unwrap_or(""),
         &mut CidrIdentities::new(),
     );
