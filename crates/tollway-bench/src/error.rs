@@ -63,6 +63,15 @@ pub enum BenchError {
     /// JSON encoding.
     #[error("encoding JSON: {0}")]
     Json(#[from] serde_json::Error),
+    /// A synthetic object the generator made does not parse (a bug).
+    #[error("synthetic object: {0}")]
+    Synthetic(String),
+    /// The policy library refused the synthetic cluster.
+    #[error("policy: {0}")]
+    Policy(#[from] tollway_policy::PolicyError),
+    /// The kernel refused a policy trie.
+    #[error("policy trie: {0}")]
+    Maps(#[from] tollway_datapath::lb::MapsError),
 }
 
 impl BenchError {

@@ -54,10 +54,10 @@ pub const IPTABLES_VIP_BASE: Ipv4Addr = Ipv4Addr::new(10, 128, 0, 1);
 /// Most services a run can have (the iptables VIPs are in a /16).
 pub const MAX_SIZE: usize = 60_000;
 
-const NODES: [&str; 2] = ["node-1", "node-2"];
-const SOCK_POD: &str = "client-sock";
+pub(crate) const NODES: [&str; 2] = ["node-1", "node-2"];
+pub(crate) const SOCK_POD: &str = "client-sock";
 const TC_POD: &str = "client-tc";
-const SERVER_POD: &str = "server";
+pub(crate) const SERVER_POD: &str = "server";
 
 /// An iptables backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,20 +151,20 @@ impl ServiceLbOptions {
 }
 
 /// A finished command.
-struct Finished {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-    elapsed: Duration,
+pub(crate) struct Finished {
+    pub(crate) status: ExitStatus,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+    pub(crate) elapsed: Duration,
 }
 
-fn tail(s: &str, n: usize) -> String {
+pub(crate) fn tail(s: &str, n: usize) -> String {
     let t = s.trim();
     let start = t.char_indices().rev().nth(n).map_or(0, |(i, _)| i);
     t[start..].replace('\n', " | ")
 }
 
-fn head(s: &str, n: usize) -> String {
+pub(crate) fn head(s: &str, n: usize) -> String {
     s.trim().chars().take(n).collect()
 }
 
@@ -172,7 +172,7 @@ fn head(s: &str, n: usize) -> String {
 /// starts there), feed it `stdin`, and wait at most `timeout`, killing it
 /// then or on Ctrl-C. The time is measured from just before the spawn to
 /// the moment its exit was seen.
-fn run_cmd(
+pub(crate) fn run_cmd(
     mut cmd: Command,
     what: &str,
     stdin: Option<Vec<u8>>,
@@ -279,7 +279,7 @@ fn run_cmd(
     })
 }
 
-fn check_ok(f: Finished, what: &str) -> Result<Finished, BenchError> {
+pub(crate) fn check_ok(f: Finished, what: &str) -> Result<Finished, BenchError> {
     if f.status.success() {
         Ok(f)
     } else {
@@ -292,7 +292,7 @@ fn check_ok(f: Finished, what: &str) -> Result<Finished, BenchError> {
 }
 
 /// Poll `f` every `every` until it gives a value, at most `timeout`.
-fn wait_for<T>(
+pub(crate) fn wait_for<T>(
     what: &str,
     timeout: Duration,
     every: Duration,
@@ -317,21 +317,32 @@ fn wait_for<T>(
 }
 
 /// The lab, driven through the `tollway` binary; taken down on drop.
-struct Lab {
-    bin: PathBuf,
-    name: String,
-    paths: LabPaths,
-    up: bool,
+pub(crate) struct Lab {
+    pub(crate) bin: PathBuf,
+    pub(crate) name: String,
+    pub(crate) paths: LabPaths,
+    /// Whether [`Lab::down`] has something to do.
+    pub(crate) up: bool,
 }
 
 impl Lab {
+    /// Lab `name`, driven through `bin`; not up yet.
+    pub(crate) fn new(bin: PathBuf, name: String) -> Lab {
+        Lab {
+            bin,
+            paths: LabPaths::new(&name),
+            name,
+            up: false,
+        }
+    }
+
     fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(&self.bin);
         c.arg("--lab").arg(&self.name).args(args);
         c
     }
 
-    fn what(args: &[&str]) -> String {
+    pub(crate) fn what(args: &[&str]) -> String {
         let mut s = format!("tollway {}", args.join(" "));
         if s.len() > 160 {
             s.truncate(160);
@@ -341,7 +352,7 @@ impl Lab {
     }
 
     /// Run `tollway --lab NAME ARGS`; fail unless it exits 0.
-    fn tw(
+    pub(crate) fn tw(
         &self,
         args: &[&str],
         stdin: Option<Vec<u8>>,
@@ -352,7 +363,7 @@ impl Lab {
         check_ok(f, &what)
     }
 
-    fn json(&self, args: &[&str]) -> Result<serde_json::Value, BenchError> {
+    pub(crate) fn json(&self, args: &[&str]) -> Result<serde_json::Value, BenchError> {
         let f = self.tw(args, None, Duration::from_secs(60))?;
         serde_json::from_str(f.stdout.trim()).map_err(|e| BenchError::Output {
             command: Self::what(args),
@@ -361,11 +372,11 @@ impl Lab {
         })
     }
 
-    fn agent(&self, node: &str) -> Option<AgentStatus> {
+    pub(crate) fn agent(&self, node: &str) -> Option<AgentStatus> {
         AgentStatus::read(&self.paths.node_dir(node))
     }
 
-    fn down(&mut self) {
+    pub(crate) fn down(&mut self) {
         if !self.up {
             return;
         }
@@ -431,9 +442,40 @@ impl Maps {
     }
 }
 
+/// The instant the store's next transaction is committed: a thread that
+/// waits (at most a minute) for the rename of `version` in `store_dir`.
+fn watch_commit(store_dir: &Path) -> std::sync::mpsc::Receiver<Instant> {
+    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+    let (tx, rx) = std::sync::mpsc::channel();
+    let inotify = Inotify::init(InitFlags::IN_CLOEXEC).and_then(|i| {
+        i.add_watch(store_dir, AddWatchFlags::IN_MOVED_TO)?;
+        Ok(i)
+    });
+    let Ok(inotify) = inotify else {
+        return rx;
+    };
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            let Ok(events) = inotify.read_events() else {
+                return;
+            };
+            let now = Instant::now();
+            if events
+                .iter()
+                .any(|e| e.name.as_deref().is_some_and(|n| n == "version"))
+            {
+                let _ = tx.send(now);
+                return;
+            }
+        }
+    });
+    rx
+}
+
 /// A measurement being merged over rounds.
 #[derive(Default)]
-struct Acc {
+pub(crate) struct Acc {
     hist: Latency,
     ops: u64,
     errors: u64,
@@ -442,7 +484,7 @@ struct Acc {
 }
 
 impl Acc {
-    fn add(&mut self, r: &ClientReport) {
+    pub(crate) fn add(&mut self, r: &ClientReport) {
         self.hist.add_buckets(&r.buckets);
         self.ops += r.ops;
         self.errors += r.errors;
@@ -452,7 +494,7 @@ impl Acc {
         }
     }
 
-    fn measure(&self) -> Measure {
+    pub(crate) fn measure(&self) -> Measure {
         Measure {
             ops: self.ops,
             errors: self.errors,
@@ -474,6 +516,73 @@ struct Target {
     path: PathKind,
     pod: &'static str,
     addr: SocketAddrV4,
+}
+
+/// One `tollway bench client` run in pod `pod` of the benchmark's
+/// namespace (pinned to `cpu`), to `addr`, for `secs` after `warmup`.
+pub(crate) fn run_client(
+    lab: &Lab,
+    cpu: Option<usize>,
+    pod: &str,
+    addr: SocketAddrV4,
+    mode: Mode,
+    secs: f64,
+    warmup: Duration,
+) -> Result<ClientReport, BenchError> {
+    let target = addr.to_string();
+    let dur = format!("{secs:.3}");
+    let warm = warmup.as_millis().to_string();
+    let cpu = cpu.map(|c| c.to_string());
+    let mut args = vec![
+        "lab",
+        "exec",
+        "-n",
+        NAMESPACE,
+        pod,
+        "--",
+        "tollway",
+        "bench",
+        "client",
+        "--target",
+        &target,
+        "--mode",
+        mode.as_str(),
+        "--duration-s",
+        &dur,
+        "--warmup-ms",
+        &warm,
+        "-o",
+        "json",
+    ];
+    if let Some(c) = &cpu {
+        args.extend(["--cpu", c.as_str()]);
+    }
+    let f = lab.tw(
+        &args,
+        None,
+        Duration::from_secs_f64(secs + warmup.as_secs_f64() + 30.0),
+    )?;
+    serde_json::from_str(f.stdout.trim()).map_err(|e| BenchError::Output {
+        command: Lab::what(&args),
+        reason: e.to_string(),
+        output: head(&f.stdout, 300),
+    })
+}
+
+/// Both nodes' drop counters, by reason: `[node, reason, count]`.
+pub(crate) fn drops(paths: &LabPaths) -> Vec<(String, String, u64)> {
+    let mut out = Vec::new();
+    for node in NODES {
+        let Ok(m) = LbMaps::open(&paths.bpf_node_dir(node)) else {
+            continue;
+        };
+        for (code, count) in m.drop_counts().unwrap_or_default() {
+            let reason = tollway_abi::DropReason::from_code(code)
+                .map_or(format!("UNKNOWN_{code}"), |r| r.name().to_string());
+            out.push((node.to_string(), reason, count));
+        }
+    }
+    out
 }
 
 struct Bench<'a> {
@@ -553,7 +662,7 @@ spec:
     )
 }
 
-fn machine() -> Machine {
+pub(crate) fn machine() -> Machine {
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
     let cpu_model = read("/proc/cpuinfo")
         .lines()
@@ -645,12 +754,7 @@ pub fn service_lb(opts: &ServiceLbOptions) -> Result<Report, BenchError> {
     opts.check()?;
     catch_interrupts();
     let name = format!("bench-{}", std::process::id() % 100_000);
-    let lab = Lab {
-        bin: opts.tollway.clone(),
-        paths: LabPaths::new(&name),
-        name: name.clone(),
-        up: false,
-    };
+    let lab = Lab::new(opts.tollway.clone(), name.clone());
     let report = Report {
         benchmark: "service-lb".into(),
         date: jiff::Timestamp::now().to_string(),
@@ -899,44 +1003,7 @@ impl Bench<'_> {
         secs: f64,
         warmup: Duration,
     ) -> Result<ClientReport, BenchError> {
-        let target = addr.to_string();
-        let dur = format!("{secs:.3}");
-        let warm = warmup.as_millis().to_string();
-        let cpu = self.opts.cpu.map(|c| c.to_string());
-        let mut args = vec![
-            "lab",
-            "exec",
-            "-n",
-            NAMESPACE,
-            pod,
-            "--",
-            "tollway",
-            "bench",
-            "client",
-            "--target",
-            &target,
-            "--mode",
-            mode.as_str(),
-            "--duration-s",
-            &dur,
-            "--warmup-ms",
-            &warm,
-            "-o",
-            "json",
-        ];
-        if let Some(c) = &cpu {
-            args.extend(["--cpu", c.as_str()]);
-        }
-        let f = self.lab.tw(
-            &args,
-            None,
-            Duration::from_secs_f64(secs + warmup.as_secs_f64() + 30.0),
-        )?;
-        serde_json::from_str(f.stdout.trim()).map_err(|e| BenchError::Output {
-            command: Lab::what(&args),
-            reason: e.to_string(),
-            output: head(&f.stdout, 300),
-        })
+        run_client(&self.lab, self.opts.cpu, pod, addr, mode, secs, warmup)
     }
 
     /// CRR, then RR, on each target, in `rounds` rounds whose order rotates.
@@ -1026,18 +1093,7 @@ impl Bench<'_> {
 
     /// Both nodes' drop counters, by reason.
     fn drops(&self) -> Vec<(String, String, u64)> {
-        let mut out = Vec::new();
-        for node in NODES {
-            let Ok(m) = LbMaps::open(&self.lab.paths.bpf_node_dir(node)) else {
-                continue;
-            };
-            for (code, count) in m.drop_counts().unwrap_or_default() {
-                let reason = tollway_abi::DropReason::from_code(code)
-                    .map_or(format!("UNKNOWN_{code}"), |r| r.name().to_string());
-                out.push((node.to_string(), reason, count));
-            }
-        }
-        out
+        drops(&self.lab.paths)
     }
 
     fn agents_at(&self, want: &[usize]) -> Option<Vec<AgentStatus>> {
@@ -1161,6 +1217,7 @@ impl Bench<'_> {
         }
 
         // Timed changes of the measured service's port.
+        let store_dir = tollway_lab::LabPaths::new(&self.lab.name).store_dir();
         let mut changes = Vec::new();
         let mut port = SERVICE_PORT;
         for k in 0..self.opts.changes {
@@ -1180,6 +1237,7 @@ impl Bench<'_> {
                 .collect();
             // Only the changed service is applied.
             let one = service_yaml(n - 1, new);
+            let committed = watch_commit(&store_dir);
             let t0 = Instant::now();
             let f = self.lab.tw(
                 &["apply", "-f", "-"],
@@ -1193,6 +1251,15 @@ impl Bench<'_> {
                 Duration::from_micros(100),
                 || Ok(maps.moved(vip, port, new).then(|| t0.elapsed())),
             )?;
+            // From the store's commit (the rename of its version file, the
+            // last write of the transaction, seen through inotify) to both
+            // maps changed.
+            let maps_at = t0 + e2e;
+            let commit_to_maps_ms = committed
+                .recv_timeout(Duration::from_secs(5))
+                .ok()
+                .map(|c| maps_at.saturating_duration_since(c))
+                .map(|d| (d.as_secs_f64() * 1e5).round() / 100.0);
             // The agents write their status right after the sync.
             let mut agent_sync_ms = Vec::new();
             for (i, node) in NODES.iter().enumerate() {
@@ -1219,11 +1286,18 @@ impl Bench<'_> {
                 change: format!("{NAMESPACE}/{measured} port {port} -> {new}"),
                 apply_ms: (apply_ms * 100.0).round() / 100.0,
                 e2e_ms: Some((e2e.as_secs_f64() * 1e5).round() / 100.0),
+                commit_to_maps_ms,
                 agent_sync_ms,
             });
             port = new;
         }
         let change_ms = median(&changes.iter().filter_map(|c| c.e2e_ms).collect::<Vec<_>>());
+        let commit_ms = median(
+            &changes
+                .iter()
+                .filter_map(|c| c.commit_to_maps_ms)
+                .collect::<Vec<_>>(),
+        );
         let agent_ms = median(
             &changes
                 .iter()
@@ -1232,7 +1306,8 @@ impl Bench<'_> {
         );
         if let Some(c) = change_ms {
             self.progress.line(format!(
-                "  {n:>6} services  Tollway one change: {c:.1} ms end to end (median of {}; agent sync {})",
+                "  {n:>6} services  Tollway one change: {} from the store's commit to both maps, {c:.1} ms including the apply command (median of {}; agent sync {})",
+                commit_ms.map_or("?".into(), |a| format!("{a:.2} ms")),
                 changes.len(),
                 agent_ms.map_or("?".into(), |a| format!("{a:.1} ms"))
             ));
@@ -1271,6 +1346,7 @@ impl Bench<'_> {
                 load_s: tw.then_some(load_s),
                 change_ms: if tw { change_ms } else { None },
                 change_agent_sync_ms: if tw { agent_ms } else { None },
+                change_commit_ms: if tw { commit_ms } else { None },
                 ..Default::default()
             });
         }

@@ -12,6 +12,7 @@ pub mod client;
 mod error;
 pub mod harness;
 pub mod kubeproxy;
+pub mod policy;
 pub mod progress;
 pub mod report;
 pub mod server;
@@ -27,4 +28,5 @@ pub fn pin_to_cpu(cpu: usize) -> Result<(), BenchError> {
 
 pub use error::BenchError;
 pub use harness::{Backend, ServiceLbOptions, service_lb};
+pub use policy::{PolicyOptions, policy};
 pub use report::Report;

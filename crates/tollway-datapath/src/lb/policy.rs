@@ -96,6 +96,14 @@ impl PolicyTable {
     }
 }
 
+/// The trie's file descriptor (e.g. for `/proc/self/fdinfo/<fd>`, where
+/// the kernel reports the map's memory as `memlock:`).
+impl std::os::fd::AsFd for PolicyTable {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(self.trie.map().fd())
+    }
+}
+
 fn access(op: &'static str, name: &'static str) -> impl FnOnce(MapError) -> MapsError {
     move |source| MapsError::Access { op, name, source }
 }

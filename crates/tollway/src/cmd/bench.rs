@@ -1,4 +1,4 @@
-//! `tollway bench service-lb | server | client`.
+//! `tollway bench service-lb | policy | server | client`.
 
 use std::net::SocketAddrV4;
 use std::path::PathBuf;
@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use tollway_bench::client::{ClientOptions, Mode};
-use tollway_bench::{Backend, ServiceLbOptions};
+use tollway_bench::{Backend, PolicyOptions, ServiceLbOptions};
 
 /// `tollway bench`.
 #[derive(Args, Debug)]
@@ -23,6 +23,11 @@ enum BenchCommand {
     /// vs kube-proxy's iptables mode, at several service counts, in a lab
     /// of its own (bench-<pid>, removed at the end).
     ServiceLb(ServiceLbArgs),
+    /// Network policy: the control plane's time and memory to compile and
+    /// apply N policies over M synthetic endpoints (against 0 and N/10
+    /// policies), and TCP_CRR/TCP_RR latency with a 100-rule policy against
+    /// none, in a lab of its own (bench-policy-<pid>, removed at the end).
+    Policy(PolicyArgs),
     /// The benchmark's request/response server (run in its server pod).
     Server {
         /// TCP port to listen on.
@@ -70,6 +75,43 @@ struct ServiceLbArgs {
 }
 
 #[derive(Args, Debug)]
+struct PolicyArgs {
+    /// Endpoints (pods) of the synthetic cluster.
+    #[arg(long, default_value_t = 10_000)]
+    endpoints: usize,
+    /// Policies of the measured configuration (0 and a tenth of it are the
+    /// baselines).
+    #[arg(long, default_value_t = 1_000)]
+    policies: usize,
+    /// Repetitions of each control-plane configuration (medians reported).
+    #[arg(long, default_value_t = 5)]
+    reps: usize,
+    /// Seed of the synthetic cluster and policies.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Seconds measured per state (policy / none) and mode (CRR, RR),
+    /// split over the rounds.
+    #[arg(long, default_value_t = 10.0)]
+    duration_s: f64,
+    /// Rounds each measurement is split into; the states alternate.
+    #[arg(long, default_value_t = 10)]
+    rounds: usize,
+    /// Warm-up of each client run, not recorded (ms).
+    #[arg(long, default_value_t = 100)]
+    warmup_ms: u64,
+    /// CPU to pin both the client and the server to: a number, `last`, or
+    /// `none` (not pinned).
+    #[arg(long, default_value = "last")]
+    cpu: String,
+    /// Where the JSON results go.
+    #[arg(long, default_value = "bench/results/policy.json")]
+    out: PathBuf,
+    /// Only the control-plane part (no lab).
+    #[arg(long)]
+    skip_datapath: bool,
+}
+
+#[derive(Args, Debug)]
 struct ClientArgs {
     /// IP:port to connect to.
     #[arg(long)]
@@ -96,6 +138,22 @@ struct ClientArgs {
 
 fn seconds(s: f64, flag: &str) -> Result<Duration> {
     Duration::try_from_secs_f64(s).with_context(|| format!("{flag}: {s} is not a duration"))
+}
+
+/// `--cpu`: a number, `last` or `none`.
+fn cpu_arg(s: &str) -> Result<Option<usize>> {
+    Ok(match s {
+        "none" => None,
+        "last" => Some(
+            std::thread::available_parallelism()
+                .map_or(1, std::num::NonZero::get)
+                .saturating_sub(1),
+        ),
+        n => Some(
+            n.parse::<usize>()
+                .with_context(|| format!("--cpu: {n:?} is not a CPU number, last or none"))?,
+        ),
+    })
 }
 
 /// Run a bench command.
@@ -138,18 +196,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
                 .filter(|b| b.as_str() != "none")
                 .map(|b| b.parse::<Backend>().map_err(anyhow::Error::msg))
                 .collect::<Result<Vec<_>>>()?;
-            let cpu =
-                match a.cpu.as_str() {
-                    "none" => None,
-                    "last" => Some(
-                        std::thread::available_parallelism()
-                            .map_or(1, std::num::NonZero::get)
-                            .saturating_sub(1),
-                    ),
-                    n => Some(n.parse::<usize>().with_context(|| {
-                        format!("--cpu: {n:?} is not a CPU number, last or none")
-                    })?),
-                };
+            let cpu = cpu_arg(&a.cpu)?;
             let opts = ServiceLbOptions {
                 tollway: std::env::current_exe().context("finding the tollway binary")?,
                 sizes: a.sizes,
@@ -169,6 +216,29 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
                 "{}",
                 tollway_bench::report::render_verdicts(&report.verdicts)
             );
+            eprintln!("results: {}", opts.out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchCommand::Policy(a) => {
+            let opts = PolicyOptions {
+                tollway: std::env::current_exe().context("finding the tollway binary")?,
+                endpoints: a.endpoints,
+                policies: a.policies,
+                reps: a.reps,
+                seed: a.seed,
+                duration: seconds(a.duration_s, "--duration-s")?,
+                rounds: a.rounds,
+                warmup: Duration::from_millis(a.warmup_ms),
+                cpu: cpu_arg(&a.cpu)?,
+                out: a.out,
+                skip_datapath: a.skip_datapath,
+            };
+            let report = tollway_bench::policy(&opts).context("bench policy")?;
+            print!("{}", report.tables);
+            println!();
+            for line in &report.summary {
+                println!("- {line}");
+            }
             eprintln!("results: {}", opts.out.display());
             Ok(ExitCode::SUCCESS)
         }
