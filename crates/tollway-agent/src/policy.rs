@@ -241,15 +241,32 @@ impl PolicySync {
             })
             .collect();
         let ids: BTreeSet<u32> = endpoints.iter().map(|(_, id, _)| *id).collect();
-        let compiled =
-            tollway_policy::compile(&cp.rules, &cp.ctx, &ids).map_err(|e| AgentError::Policy {
+        let compiled = tollway_policy::compile_each(&cp.rules, &cp.ctx, &ids).map_err(|e| {
+            AgentError::Policy {
                 message: e.to_string(),
-            })?;
+            }
+        })?;
 
-        // 3. Tries first, then the endpoint entries that point at them.
+        // 3. Tries first, then the endpoint entries that point at them. An
+        //    identity whose policy cannot be compiled keeps what its
+        //    endpoints have (a new endpoint of it stays unprogrammed, so its
+        //    pod does not start): fail closed, and only there.
         let empty = EndpointPolicy::default();
+        let mut failed = BTreeSet::new();
+        for (identity, r) in &compiled {
+            if let Err(e) = r {
+                report.errors.push(format!("identity {identity}: {e}"));
+                failed.insert(*identity);
+            }
+        }
         for (ifindex, identity, ip) in &endpoints {
-            let policy = compiled.get(identity).unwrap_or(&empty);
+            if failed.contains(identity) {
+                continue;
+            }
+            let policy = match compiled.get(identity) {
+                Some(Ok(p)) => p,
+                _ => &empty,
+            };
             if policy.ingress_default_deny {
                 report.enforcing_ingress += 1;
             }
@@ -283,6 +300,7 @@ impl PolicySync {
         }
         // 4. Endpoints that are gone: the entry first, then its trie. Also
         //    entries an earlier agent left for veths that no longer exist.
+        //    (An endpoint whose identity failed to compile is still live.)
         let live: BTreeSet<u32> = endpoints.iter().map(|(i, _, _)| *i).collect();
         let mut gone: BTreeSet<u32> = self
             .installed

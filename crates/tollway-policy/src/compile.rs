@@ -277,22 +277,36 @@ fn validate(rules: &[Rule]) -> Result<(), PolicyError> {
 ///
 /// `rules` is every rule of the cluster; `ctx` describes every identity.
 /// Fails on an inverted port range, or if an endpoint would need more than
-/// `TW_POLICY_ENTRIES_MAX` entries.
+/// `TW_POLICY_ENTRIES_MAX` entries (see [`compile_each`] to keep the others).
 pub fn compile(
     rules: &[Rule],
     ctx: &PolicyContext,
     local: &BTreeSet<u32>,
 ) -> Result<BTreeMap<u32, EndpointPolicy>, PolicyError> {
+    compile_each(rules, ctx, local)?
+        .into_iter()
+        .map(|(id, p)| Ok((id, p?)))
+        .collect()
+}
+
+/// [`compile`], with each identity's own outcome: one endpoint whose policy
+/// does not fit its map fails alone. Fails as a whole only on an invalid
+/// rule (an inverted port range).
+pub fn compile_each(
+    rules: &[Rule],
+    ctx: &PolicyContext,
+    local: &BTreeSet<u32>,
+) -> Result<BTreeMap<u32, Result<EndpointPolicy, PolicyError>>, PolicyError> {
     validate(rules)?;
     let universe = universe(ctx);
     let peers: Vec<PeerSet> = rules
         .iter()
         .map(|r| resolve_peers(r.peers.as_deref(), ctx, &universe))
         .collect();
-    local
+    Ok(local
         .iter()
-        .map(|&id| Ok((id, compile_one(rules, &peers, ctx, id)?)))
-        .collect()
+        .map(|&id| (id, compile_one(rules, &peers, ctx, id)))
+        .collect())
 }
 
 /// Compiles the policy of one endpoint identity (see [`compile`]).

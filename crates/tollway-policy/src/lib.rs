@@ -39,7 +39,7 @@ pub use cluster::{
     identity_labels, identity_table, namespace_labels, pod_labels, security_labels_map,
     wanted_label_sets,
 };
-pub use compile::{EndpointPolicy, PolicyEntry, compile, compile_endpoint};
+pub use compile::{EndpointPolicy, PolicyEntry, compile, compile_each, compile_endpoint};
 pub use evaluate::{Flow, Verdict, evaluate, lookup};
 pub use identity::{
     CidrIdentities, IdentityAllocator, cidr_labels, identity_cidr, reserved_identities,

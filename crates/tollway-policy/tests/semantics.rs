@@ -12,8 +12,8 @@ use ipnet::Ipv4Net;
 use tollway_policy::{
     Action, CidrIdentities, Direction, EndpointSelector, Entity, LabelSelector, NamedPort, Peer,
     PolicyContext, PolicyError, PortSpec, Proto, Rule, TW_ID_ANY, TW_ID_HOST, TW_ID_KUBE_APISERVER,
-    TW_ID_REMOTE_NODE, TW_ID_WORLD, TW_POLICY_ENTRIES_MAX, Verdict, compile, compile_endpoint,
-    evaluate, pod_security_labels, policy_cidrs, reserved_identities,
+    TW_ID_REMOTE_NODE, TW_ID_WORLD, TW_POLICY_ENTRIES_MAX, Verdict, compile, compile_each,
+    compile_endpoint, evaluate, pod_security_labels, policy_cidrs, reserved_identities,
 };
 
 const WEB: u32 = 256;
@@ -815,6 +815,14 @@ fn errors() {
         Err(PolicyError::TooManyEntries { identity: WEB, needed, max: TW_POLICY_ENTRIES_MAX })
             if needed == TW_POLICY_ENTRIES_MAX + 1
     ));
+    // compile_each: the overflowing identity fails alone; compile as a whole.
+    let each = compile_each(&[r.clone()], &w.ctx, &BTreeSet::from([WEB, DB])).unwrap();
+    assert!(matches!(
+        each[&WEB],
+        Err(PolicyError::TooManyEntries { identity: WEB, .. })
+    ));
+    assert_eq!(each[&DB], Ok(Default::default()));
+    assert!(compile(&[r.clone()], &w.ctx, &BTreeSet::from([WEB, DB])).is_err());
     r.ports.pop();
     assert_eq!(
         compile_endpoint(&[r], &w.ctx, WEB).unwrap().entries.len(),
