@@ -298,7 +298,10 @@ fn load_cell(r: &Row) -> String {
 
 fn change_cell(r: &Row) -> String {
     let ms = |v: f64| {
-        if v < 10.0 {
+        if v < 0.1 {
+            // Below what the harness's 100 µs polling loop can resolve.
+            "<0.1 ms".to_string()
+        } else if v < 10.0 {
             format!("{v:.1} ms")
         } else {
             format!("{v:.0} ms")
