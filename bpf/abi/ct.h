@@ -78,7 +78,8 @@ struct tw_ct_entry {
 	__u8 rx_flags_seen;   /* offset 49: TCP flags seen from the responder */
 	__be16 nat_port;      /* offset 50: SERVICE entries of SNATed NodePort flows: the node's source port */
 	__u32 created;        /* offset 52: bpf_ktime_get_ns() / 1e9 at creation */
-	__u64 reserved;       /* offset 56: zero */
+	__u32 tx_reported;    /* offset 56: flow events: last report of the tx direction, seconds (aggregation) */
+	__u32 rx_reported;    /* offset 60: the same for rx */
 };
 
 TW_ABI_ASSERT_SIZE(struct tw_ct_entry, 64);
@@ -94,7 +95,8 @@ TW_ABI_ASSERT_OFFSET(struct tw_ct_entry, tx_flags_seen, 48);
 TW_ABI_ASSERT_OFFSET(struct tw_ct_entry, rx_flags_seen, 49);
 TW_ABI_ASSERT_OFFSET(struct tw_ct_entry, nat_port, 50);
 TW_ABI_ASSERT_OFFSET(struct tw_ct_entry, created, 52);
-TW_ABI_ASSERT_OFFSET(struct tw_ct_entry, reserved, 56);
+TW_ABI_ASSERT_OFFSET(struct tw_ct_entry, tx_reported, 56);
+TW_ABI_ASSERT_OFFSET(struct tw_ct_entry, rx_reported, 60);
 
 struct tw_nat4_entry {
 	__u64 expires;       /* offset 0: bpf_ktime_get_ns() deadline */

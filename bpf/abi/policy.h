@@ -133,7 +133,7 @@ TW_ABI_ASSERT_OFFSET(struct tw_policy_key, dport, 10);
 
 struct tw_policy_entry {
 	__u8 flags;        /* offset 0: TW_POL_F_* */
-	__u8 pad;          /* offset 1: zero */
+	__u8 l4;           /* offset 1: 1 if the entry names a protocol (and port): flow events' match type */
 	__u16 proxy_port;  /* offset 2: L7 redirect (later issues), 0 = none */
 	__u32 rule_id;     /* offset 4: which compiled rule (for `bpf policy get`) */
 	__u64 packets;     /* offset 8: hits (new connections), atomic */
@@ -142,7 +142,7 @@ struct tw_policy_entry {
 
 TW_ABI_ASSERT_SIZE(struct tw_policy_entry, 24);
 TW_ABI_ASSERT_OFFSET(struct tw_policy_entry, flags, 0);
-TW_ABI_ASSERT_OFFSET(struct tw_policy_entry, pad, 1);
+TW_ABI_ASSERT_OFFSET(struct tw_policy_entry, l4, 1);
 TW_ABI_ASSERT_OFFSET(struct tw_policy_entry, proxy_port, 2);
 TW_ABI_ASSERT_OFFSET(struct tw_policy_entry, rule_id, 4);
 TW_ABI_ASSERT_OFFSET(struct tw_policy_entry, packets, 8);

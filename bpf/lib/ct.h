@@ -35,7 +35,7 @@
 #define TW_CT_DIR_TX 0
 #define TW_CT_DIR_RX 1
 
-static __always_inline void tw_ct_key_fwd(struct tw_ct4_key *key, const struct tw_pkt *pkt)
+static __always_inline void tw_ct_key_fwd(struct tw_ct4_key *key, struct tw_pkt *pkt)
 {
 	key->saddr = pkt->saddr;
 	key->daddr = pkt->daddr;
@@ -47,7 +47,7 @@ static __always_inline void tw_ct_key_fwd(struct tw_ct4_key *key, const struct t
 }
 
 /* The key of the connection this packet is a reply of. */
-static __always_inline void tw_ct_key_rev(struct tw_ct4_key *key, const struct tw_pkt *pkt)
+static __always_inline void tw_ct_key_rev(struct tw_ct4_key *key, struct tw_pkt *pkt)
 {
 	key->saddr = pkt->daddr;
 	key->daddr = pkt->saddr;
@@ -73,7 +73,7 @@ static __always_inline int tw_ct_closing(const struct tw_ct_entry *ct)
 /* The live entry for `key`, or NULL (absent, expired, or a closing TCP
  * entry hit by a new SYN). */
 static __always_inline struct tw_ct_entry *
-tw_ct_lookup(const struct tw_ct4_key *key, const struct tw_pkt *pkt, __u64 now)
+tw_ct_lookup(const struct tw_ct4_key *key, struct tw_pkt *pkt, __u64 now)
 {
 	struct tw_ct_entry *ct;
 
@@ -89,7 +89,7 @@ tw_ct_lookup(const struct tw_ct4_key *key, const struct tw_pkt *pkt, __u64 now)
 
 /* Whether this packet may open a connection that nobody tracks yet: a TCP
  * SYN, any UDP datagram, an ICMP echo request. Mid-stream TCP may not. */
-static __always_inline int tw_ct_may_create(const struct tw_pkt *pkt)
+static __always_inline int tw_ct_may_create(struct tw_pkt *pkt)
 {
 	switch (pkt->proto) {
 	case IPPROTO_TCP:
@@ -123,13 +123,40 @@ static __always_inline __u64 tw_ct_lifetime(__u8 proto, __u16 state)
  *
  * Counters are added atomically (several CPUs may carry one flow); the
  * state and flag updates are plain read-modify-writes, and a lost bit
- * there only shortens or lengthens one entry's life.
+ * there only shortens or lengthens one entry's life (or repeats a flow
+ * event).
+ *
+ * Also tells the flow events (lib/events.h) whether this packet is worth
+ * a report: pkt->monitor gets TW_MON_FLAGS (and TW_MON_CTRL for SYN, FIN,
+ * RST) for TCP flags its direction has not shown before, and
+ * TW_MON_INTERVAL once TW_AGG_INTERVAL seconds passed since that
+ * direction's last report.
  */
-static __always_inline void tw_ct_account(struct tw_ct_entry *ct, const struct tw_pkt *pkt,
+static __always_inline void tw_ct_account(struct tw_ct_entry *ct, struct tw_pkt *pkt,
 					  int dir, __u64 now)
 {
 	__u8 flags = pkt->tcp_flags;
 	__u16 state = ct->state;
+	__u32 sec = (__u32)(now / TW_NSEC_PER_SEC);
+	__u8 fresh;
+
+	fresh = flags & ~(dir == TW_CT_DIR_TX ? ct->tx_flags_seen : ct->rx_flags_seen);
+	if (fresh) {
+		pkt->monitor |= TW_MON_FLAGS;
+		if (fresh & (TW_TCP_SYN | TW_TCP_FIN | TW_TCP_RST))
+			pkt->monitor |= TW_MON_CTRL;
+	}
+	if (dir == TW_CT_DIR_TX) {
+		if (sec - ct->tx_reported >= TW_AGG_INTERVAL)
+			pkt->monitor |= TW_MON_INTERVAL;
+		if (pkt->monitor)
+			ct->tx_reported = sec;
+	} else {
+		if (sec - ct->rx_reported >= TW_AGG_INTERVAL)
+			pkt->monitor |= TW_MON_INTERVAL;
+		if (pkt->monitor)
+			ct->rx_reported = sec;
+	}
 
 	if (dir == TW_CT_DIR_TX) {
 		__sync_fetch_and_add(&ct->tx_packets, 1);
@@ -166,7 +193,7 @@ static __always_inline void tw_ct_account(struct tw_ct_entry *ct, const struct t
  * Creates (or overwrites) the entry `key` for a connection this packet
  * opens, accounted as its first tx packet. Returns 0 or a negative error.
  */
-static __always_inline int tw_ct_create(const struct tw_ct4_key *key, const struct tw_pkt *pkt,
+static __always_inline int tw_ct_create(const struct tw_ct4_key *key, struct tw_pkt *pkt,
 					__u32 backend_id, __u16 rev_nat_index, __u64 now)
 {
 	struct tw_ct_entry ct = {};
@@ -174,6 +201,7 @@ static __always_inline int tw_ct_create(const struct tw_ct4_key *key, const stru
 	ct.backend_id = backend_id;
 	ct.rev_nat_index = rev_nat_index;
 	ct.created = (__u32)(now / TW_NSEC_PER_SEC);
+	pkt->monitor |= TW_MON_NEW;
 	tw_ct_account(&ct, pkt, TW_CT_DIR_TX, now);
 	return bpf_map_update_elem(&tw_ct4, key, &ct, BPF_ANY);
 }
@@ -197,14 +225,14 @@ static __always_inline int tw_ct_create(const struct tw_ct4_key *key, const stru
  * that once pinged its sender with the same identifier is no reply: it is
  * a new connection of the other side, for that pod's policy to judge.
  */
-static __always_inline int tw_ct_icmp_fits(const struct tw_pkt *pkt, int dir)
+static __always_inline int tw_ct_icmp_fits(struct tw_pkt *pkt, int dir)
 {
 	if (pkt->proto != IPPROTO_ICMP)
 		return 1;
 	return pkt->icmp_type == (dir == TW_CT_DIR_TX ? TW_ICMP_ECHO : TW_ICMP_ECHOREPLY);
 }
 
-static __always_inline int tw_ct_track_tx(const struct tw_pkt *pkt, __u8 flags, __u64 now)
+static __always_inline int tw_ct_track_tx(struct tw_pkt *pkt, __u8 flags, __u64 now)
 {
 	struct tw_ct4_key key;
 	struct tw_ct_entry *ct;
@@ -220,7 +248,7 @@ static __always_inline int tw_ct_track_tx(const struct tw_pkt *pkt, __u8 flags, 
 	return 1;
 }
 
-static __always_inline struct tw_ct_entry *tw_ct_track_reply(const struct tw_pkt *pkt, __u8 flags,
+static __always_inline struct tw_ct_entry *tw_ct_track_reply(struct tw_pkt *pkt, __u8 flags,
 							     __u64 now)
 {
 	struct tw_ct4_key key;
@@ -236,7 +264,7 @@ static __always_inline struct tw_ct_entry *tw_ct_track_reply(const struct tw_pkt
 	return ct;
 }
 
-static __always_inline void tw_ct_track_new(const struct tw_pkt *pkt, __u8 flags, __u64 now)
+static __always_inline void tw_ct_track_new(struct tw_pkt *pkt, __u8 flags, __u64 now)
 {
 	struct tw_ct4_key key;
 
@@ -249,7 +277,7 @@ static __always_inline void tw_ct_track_new(const struct tw_pkt *pkt, __u8 flags
 
 /* Whether the packet belongs to tracked traffic at all (TCP, UDP, ICMP
  * echo); anything else passes without conntrack. */
-static __always_inline int tw_ct_trackable(const struct tw_pkt *pkt)
+static __always_inline int tw_ct_trackable(struct tw_pkt *pkt)
 {
 	return pkt->flags & (TW_PKT_F_PORTS | TW_PKT_F_ICMP_ECHO);
 }

@@ -8,6 +8,8 @@
 
 #include "lib/common.h"
 #include "lib/maps.h"
+#include "lib/parse.h"
+#include "lib/events.h"
 
 static __always_inline void tw_drop_count(__u32 reason)
 {
@@ -25,6 +27,14 @@ static __always_inline int tw_drop(__u32 reason)
 {
 	tw_drop_count(reason);
 	return TC_ACT_SHOT;
+}
+
+/* Counts a drop of `pkt`, reports it as a flow event, and returns the
+ * verdict that drops the packet. */
+static __always_inline int tw_drop_pkt(struct __sk_buff *skb, struct tw_pkt *pkt, __u32 reason)
+{
+	tw_ev_drop(skb, pkt, reason);
+	return tw_drop(reason);
 }
 
 #endif /* TOLLWAY_LIB_DROP_H */

@@ -61,7 +61,7 @@ static __always_inline __u32 tw_hash_flow4(__be32 saddr, __be32 daddr, __be16 sp
  * even of an externalTrafficPolicy=Local service.
  */
 static __always_inline struct tw_lb4_service *tw_lb4_lookup_service(struct tw_lb4_key *key,
-								    const struct tw_pkt *pkt)
+								    struct tw_pkt *pkt)
 {
 	struct tw_lb4_service *svc, *internal;
 
@@ -138,7 +138,7 @@ static __always_inline __u32 tw_lb4_select_random(struct tw_lb4_key *key, __u16 
 }
 
 /* The Maglev table's choice for the flow, or 0 (no table, no entry). */
-static __always_inline __u32 tw_lb4_select_maglev(const struct tw_pkt *pkt, __u16 rev_nat_index)
+static __always_inline __u32 tw_lb4_select_maglev(struct tw_pkt *pkt, __u16 rev_nat_index)
 {
 	__u32 outer_key = rev_nat_index, zero = 0, m = 0, idx;
 	struct tw_config *cfg;
@@ -166,7 +166,7 @@ static __always_inline __u32 tw_lb4_select_maglev(const struct tw_pkt *pkt, __u1
  * fills *backend, or returns 0 if there is none.
  */
 static __always_inline __u32 tw_lb4_select(struct tw_lb4_key *key, const struct tw_lb4_service *svc,
-					   const struct tw_pkt *pkt, __u64 now,
+					   struct tw_pkt *pkt, __u64 now,
 					   struct tw_lb4_backend *backend)
 {
 	struct tw_lb4_backend *be;
@@ -217,7 +217,7 @@ static __always_inline __u32 tw_lb4_select(struct tw_lb4_key *key, const struct 
 	return id;
 }
 
-static __always_inline void tw_lb4_record_affinity(const struct tw_pkt *pkt, __u16 rev_nat_index,
+static __always_inline void tw_lb4_record_affinity(struct tw_pkt *pkt, __u16 rev_nat_index,
 						   __u32 backend_id, __u64 now)
 {
 	struct tw_lb4_affinity_key akey = {
@@ -244,7 +244,7 @@ static __always_inline void tw_lb4_record_affinity(const struct tw_pkt *pkt, __u
  * Cilium), when there is no live connection entry for it yet; a denied
  * packet leaves no state behind (no conntrack entry, no affinity).
  */
-static __always_inline int tw_lb4_xlate(struct __sk_buff *skb, const struct tw_pkt *pkt, __u64 now)
+static __always_inline int tw_lb4_xlate(struct __sk_buff *skb, struct tw_pkt *pkt, __u64 now)
 {
 	struct tw_lb4_backend backend = {};
 	struct tw_lb4_service *svc_entry;
@@ -282,9 +282,17 @@ static __always_inline int tw_lb4_xlate(struct __sk_buff *skb, const struct tw_p
 	/* 2. A new connection (or its backend vanished): choose. */
 	if (!backend_id) {
 		backend_id = tw_lb4_select(&key, &svc, pkt, now, &backend);
-		if (!backend_id)
+		if (!backend_id) {
+			pkt->rev_nat = svc.rev_nat_index;
+			tw_ev_drop(skb, pkt, TW_DROP_NO_SERVICE);
 			return tw_reject(skb, pkt);
+		}
 	}
+	/* From here on, flow events show the packet as it will leave. */
+	pkt->xlate = TW_XLATE_DNAT;
+	pkt->xl_addr = backend.address;
+	pkt->xl_port = backend.port;
+	pkt->rev_nat = svc.rev_nat_index;
 
 	/* 3. The connection entry (the pod's egress entry), as the packet
 	 * will leave: to the backend. None live: a new connection of the pod,
@@ -294,10 +302,10 @@ static __always_inline int tw_lb4_xlate(struct __sk_buff *skb, const struct tw_p
 	ckey.dport = backend.port;
 	cct = tw_ct_lookup(&ckey, pkt, now);
 	if (!cct) {
-		reason = tw_policy_check(skb->ifindex, backend.address, pkt->proto, backend.port,
-					 pkt->len, TW_POL_EGRESS);
+		reason = tw_policy_check(skb, pkt, backend.address, pkt->proto, backend.port,
+					 TW_POL_EGRESS);
 		if (reason != TW_POLICY_ALLOW)
-			return tw_drop(reason);
+			return tw_drop_pkt(skb, pkt, reason);
 	}
 
 	if (svc.flags & TW_SVC_F_AFFINITY)
@@ -309,7 +317,7 @@ static __always_inline int tw_lb4_xlate(struct __sk_buff *skb, const struct tw_p
 		if (tw_ct_create(&skey, pkt, backend_id, svc.rev_nat_index, now) < 0)
 			/* Without conntrack the replies could not be
 			 * reverse-NATed. */
-			return tw_drop(TW_DROP_CT_MAP_INSERTION_FAILED);
+			return tw_drop_pkt(skb, pkt, TW_DROP_CT_MAP_INSERTION_FAILED);
 		/* Inserting into the LRU map may have recycled the element
 		 * cct points to: look it up again. */
 		if (cct)
@@ -322,12 +330,12 @@ static __always_inline int tw_lb4_xlate(struct __sk_buff *skb, const struct tw_p
 		cct->backend_id = backend_id;
 		tw_ct_account(cct, pkt, TW_CT_DIR_TX, now);
 	} else if (tw_ct_create(&ckey, pkt, backend_id, svc.rev_nat_index, now) < 0) {
-		return tw_drop(TW_DROP_CT_MAP_INSERTION_FAILED);
+		return tw_drop_pkt(skb, pkt, TW_DROP_CT_MAP_INSERTION_FAILED);
 	}
 
 	/* 5. DNAT. */
 	if (tw_nat4_rewrite(skb, pkt, TW_NAT_DST, backend.address, backend.port) < 0)
-		return tw_drop(TW_DROP_WRITE_ERROR);
+		return tw_drop_pkt(skb, pkt, TW_DROP_WRITE_ERROR);
 	return TC_ACT_OK;
 }
 
@@ -339,7 +347,7 @@ static __always_inline int tw_lb4_xlate(struct __sk_buff *skb, const struct tw_p
  * so that its TCP state knows when the connection closes.
  * Returns the verdict.
  */
-static __always_inline int tw_lb4_rev_xlate(struct __sk_buff *skb, const struct tw_pkt *pkt,
+static __always_inline int tw_lb4_rev_xlate(struct __sk_buff *skb, struct tw_pkt *pkt,
 					    __u16 rev_nat_index, __u64 now)
 {
 	__u32 rev_key = rev_nat_index;
@@ -354,6 +362,10 @@ static __always_inline int tw_lb4_rev_xlate(struct __sk_buff *skb, const struct 
 		return TC_ACT_OK; /* service deleted: nothing to restore */
 	addr = revnat->address;
 	port = revnat->port;
+	pkt->xlate = TW_XLATE_REV;
+	pkt->xl_addr = addr;
+	pkt->xl_port = port;
+	pkt->rev_nat = rev_nat_index;
 
 	tw_ct_key_rev(&skey, pkt);
 	skey.daddr = addr;
@@ -364,7 +376,7 @@ static __always_inline int tw_lb4_rev_xlate(struct __sk_buff *skb, const struct 
 		tw_ct_account(sct, pkt, TW_CT_DIR_RX, now);
 
 	if (tw_nat4_rewrite(skb, pkt, TW_NAT_SRC, addr, port) < 0)
-		return tw_drop(TW_DROP_WRITE_ERROR);
+		return tw_drop_pkt(skb, pkt, TW_DROP_WRITE_ERROR);
 	return TC_ACT_OK;
 }
 

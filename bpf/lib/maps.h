@@ -18,6 +18,7 @@
 #include "abi/drop.h"
 #include "abi/lb.h"
 #include "abi/policy.h"
+#include "abi/events.h"
 
 /*
  * Maps written only by user space (services, backends, rev NAT, socket
@@ -185,5 +186,32 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 	__array(values, struct tw_policy_inner);
 } tw_policy SEC(".maps");
+
+/*
+ * Flow events (abi/events.h): the ring buffer user space reads, its
+ * config (written by user space) and the count of events the ring had no
+ * room for.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, TW_EVENTS_RING_BYTES);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} tw_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tw_events_config);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} tw_events_cfg SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} tw_events_lost SEC(".maps");
 
 #endif /* TOLLWAY_LIB_MAPS_H */

@@ -30,7 +30,7 @@
  * Rewrites the source (TW_NAT_SRC) or destination (TW_NAT_DST) address and
  * port of a TCP/UDP packet. `pkt` keeps the old values. Returns 0 or -1.
  */
-static __always_inline int tw_nat4_rewrite(struct __sk_buff *skb, const struct tw_pkt *pkt, int which,
+static __always_inline int tw_nat4_rewrite(struct __sk_buff *skb, struct tw_pkt *pkt, int which,
 					   __be32 new_addr, __be16 new_port)
 {
 	__u32 addr_off, port_off, csum_off;

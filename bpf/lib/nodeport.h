@@ -97,7 +97,7 @@ static __always_inline int tw_np_config(const struct __sk_buff *skb, struct tw_n
  * opens, like tw_ct_create() but with TW_CT_S_NODEPORT and a nat port.
  * Stores the entry's deadline in *expires. Returns 0 or a negative error.
  */
-static __always_inline int tw_np_ct_create(const struct tw_ct4_key *key, const struct tw_pkt *pkt,
+static __always_inline int tw_np_ct_create(const struct tw_ct4_key *key, struct tw_pkt *pkt,
 					   __u32 backend_id, __u16 rev_nat_index, __be16 nat_port,
 					   __u64 now, __u64 *expires)
 {
@@ -108,6 +108,7 @@ static __always_inline int tw_np_ct_create(const struct tw_ct4_key *key, const s
 	ct.state = TW_CT_S_NODEPORT;
 	ct.nat_port = nat_port;
 	ct.created = (__u32)(now / TW_NSEC_PER_SEC);
+	pkt->monitor |= TW_MON_NEW;
 	tw_ct_account(&ct, pkt, TW_CT_DIR_TX, now);
 	*expires = ct.expires;
 	return bpf_map_update_elem(&tw_ct4, key, &ct, BPF_ANY);
@@ -187,7 +188,7 @@ static long tw_np_alloc_cb(__u64 index, void *data)
  * verifier checks its body once. Returns the port (network order) or 0.
  */
 static __always_inline __be16 tw_np_alloc_port(const struct tw_np_cfg *cfg,
-					       const struct tw_pkt *pkt,
+					       struct tw_pkt *pkt,
 					       const struct tw_lb4_backend *be, __u64 expires,
 					       __u64 now)
 {
@@ -219,7 +220,7 @@ static __always_inline __be16 tw_np_alloc_port(const struct tw_np_cfg *cfg,
  * expired. Returns 0, or -1 if the port now belongs to another live flow
  * (the caller allocates a new one).
  */
-static __always_inline int tw_np_nat_keep(const struct tw_np_cfg *cfg, const struct tw_pkt *pkt,
+static __always_inline int tw_np_nat_keep(const struct tw_np_cfg *cfg, struct tw_pkt *pkt,
 					  const struct tw_lb4_backend *be, __be16 nat_port,
 					  __u64 expires, __u64 now)
 {
@@ -251,7 +252,7 @@ static __always_inline int tw_np_nat_keep(const struct tw_np_cfg *cfg, const str
  * out. Returns TW_NP_NO_MATCH if there is no live mapping, else the
  * verdict.
  */
-static __always_inline int tw_np_rev_snat(struct __sk_buff *skb, const struct tw_pkt *pkt,
+static __always_inline int tw_np_rev_snat(struct __sk_buff *skb, struct tw_pkt *pkt,
 					  const struct tw_np_cfg *cfg, __u64 now)
 {
 	struct tw_nat4_entry *nat;
@@ -287,12 +288,12 @@ static __always_inline int tw_np_rev_snat(struct __sk_buff *skb, const struct tw
 
 	if (tw_nat4_rewrite(skb, pkt, TW_NAT_DST, client, cport) < 0 ||
 	    tw_nat4_rewrite(skb, pkt, TW_NAT_SRC, frontend, fport) < 0)
-		return tw_drop(TW_DROP_WRITE_ERROR);
+		return tw_drop_pkt(skb, pkt, TW_DROP_WRITE_ERROR);
 	return (int)bpf_redirect_neigh(cfg->ifindex, NULL, 0, 0);
 }
 
 /* Local backend: DNAT only, conntrack for the reply path. */
-static __always_inline int tw_np_local(struct __sk_buff *skb, const struct tw_pkt *pkt,
+static __always_inline int tw_np_local(struct __sk_buff *skb, struct tw_pkt *pkt,
 				       const struct tw_ct4_key *skey, struct tw_ct_entry *sct,
 				       const struct tw_lb4_service *svc, __u32 backend_id,
 				       const struct tw_lb4_backend *backend, __u64 now)
@@ -306,7 +307,7 @@ static __always_inline int tw_np_local(struct __sk_buff *skb, const struct tw_pk
 		sct->nat_port = 0;
 		tw_ct_account(sct, pkt, TW_CT_DIR_TX, now);
 	} else if (tw_np_ct_create(skey, pkt, backend_id, svc->rev_nat_index, 0, now, &expires) < 0) {
-		return tw_drop(TW_DROP_CT_MAP_INSERTION_FAILED);
+		return tw_drop_pkt(skb, pkt, TW_DROP_CT_MAP_INSERTION_FAILED);
 	}
 
 	/* The connection entry, as the packet leaves: to the backend. Its
@@ -324,17 +325,17 @@ static __always_inline int tw_np_local(struct __sk_buff *skb, const struct tw_pk
 	} else if (tw_np_ct_create(&ckey, pkt, backend_id, svc->rev_nat_index, 0, now, &expires) <
 		   0) {
 		/* Without it the reply would leave with the pod's address. */
-		return tw_drop(TW_DROP_CT_MAP_INSERTION_FAILED);
+		return tw_drop_pkt(skb, pkt, TW_DROP_CT_MAP_INSERTION_FAILED);
 	}
 
 	if (tw_nat4_rewrite(skb, pkt, TW_NAT_DST, backend->address, backend->port) < 0)
-		return tw_drop(TW_DROP_WRITE_ERROR);
+		return tw_drop_pkt(skb, pkt, TW_DROP_WRITE_ERROR);
 	/* The kernel routes it to the pod's veth (a /32 route). */
 	return TC_ACT_OK;
 }
 
 /* Remote backend: DNAT + SNAT to node IP:nat port, out again at once. */
-static __always_inline int tw_np_remote(struct __sk_buff *skb, const struct tw_pkt *pkt,
+static __always_inline int tw_np_remote(struct __sk_buff *skb, struct tw_pkt *pkt,
 					const struct tw_np_cfg *cfg, const struct tw_ct4_key *skey,
 					struct tw_ct_entry *sct, const struct tw_lb4_service *svc,
 					__u32 backend_id, const struct tw_lb4_backend *backend,
@@ -352,7 +353,7 @@ static __always_inline int tw_np_remote(struct __sk_buff *skb, const struct tw_p
 		if (!nat_port) {
 			nat_port = tw_np_alloc_port(cfg, pkt, backend, sct->expires, now);
 			if (!nat_port)
-				return tw_drop(TW_DROP_NAT_NO_MAPPING);
+				return tw_drop_pkt(skb, pkt, TW_DROP_NAT_NO_MAPPING);
 			sct->nat_port = nat_port;
 		}
 		sct->state |= TW_CT_S_NODEPORT;
@@ -369,14 +370,14 @@ static __always_inline int tw_np_remote(struct __sk_buff *skb, const struct tw_p
 		tw_ct_account(&ct, pkt, TW_CT_DIR_TX, now);
 		nat_port = tw_np_alloc_port(cfg, pkt, backend, ct.expires, now);
 		if (!nat_port)
-			return tw_drop(TW_DROP_NAT_NO_MAPPING);
+			return tw_drop_pkt(skb, pkt, TW_DROP_NAT_NO_MAPPING);
 		ct.nat_port = nat_port;
 		if (bpf_map_update_elem(&tw_ct4, skey, &ct, BPF_ANY) < 0) {
 			struct tw_ct4_key nkey;
 
 			tw_np_nat_key(&nkey, backend, cfg->node_ip, nat_port, pkt->proto);
 			bpf_map_delete_elem(&tw_np_nat4, &nkey);
-			return tw_drop(TW_DROP_CT_MAP_INSERTION_FAILED);
+			return tw_drop_pkt(skb, pkt, TW_DROP_CT_MAP_INSERTION_FAILED);
 		}
 	}
 
@@ -384,7 +385,7 @@ static __always_inline int tw_np_remote(struct __sk_buff *skb, const struct tw_p
 	 * incrementally from the fields it replaces (lib/nat.h). */
 	if (tw_nat4_rewrite(skb, pkt, TW_NAT_DST, backend->address, backend->port) < 0 ||
 	    tw_nat4_rewrite(skb, pkt, TW_NAT_SRC, cfg->node_ip, nat_port) < 0)
-		return tw_drop(TW_DROP_WRITE_ERROR);
+		return tw_drop_pkt(skb, pkt, TW_DROP_WRITE_ERROR);
 	return (int)bpf_redirect_neigh(cfg->ifindex, NULL, 0, 0);
 }
 
@@ -393,7 +394,7 @@ static __always_inline int tw_np_remote(struct __sk_buff *skb, const struct tw_p
  * the node IP. Returns the verdict (TC_ACT_OK for anything that is no
  * NodePort frontend, untouched).
  */
-static __always_inline int tw_np_xlate(struct __sk_buff *skb, const struct tw_pkt *pkt,
+static __always_inline int tw_np_xlate(struct __sk_buff *skb, struct tw_pkt *pkt,
 				       const struct tw_np_cfg *cfg, __u64 now)
 {
 	struct tw_lb4_backend backend = {};
@@ -443,7 +444,7 @@ static __always_inline int tw_np_xlate(struct __sk_buff *skb, const struct tw_pk
 			 * a local endpoint (the client's load balancer health
 			 * checks steer it away), and rejects the rest. */
 			if (svc.flags & TW_SVC_F_ETP_LOCAL)
-				return tw_drop(TW_DROP_NO_LOCAL_BACKEND);
+				return tw_drop_pkt(skb, pkt, TW_DROP_NO_LOCAL_BACKEND);
 			return tw_reject(skb, pkt);
 		}
 	}
@@ -460,7 +461,7 @@ static __always_inline int tw_np_xlate(struct __sk_buff *skb, const struct tw_pk
  * kernel from the pod to the client: restores node IP:node port as its
  * source. Returns the verdict (TC_ACT_OK, untouched, for anything else).
  */
-static __always_inline int tw_np_rev_dnat(struct __sk_buff *skb, const struct tw_pkt *pkt,
+static __always_inline int tw_np_rev_dnat(struct __sk_buff *skb, struct tw_pkt *pkt,
 					  __u64 now)
 {
 	struct tw_ct_entry *ct;

@@ -33,7 +33,25 @@ struct tw_pkt {
 	__u8 tcp_flags;  /* TCP only: byte 13 of the header */
 	__u8 icmp_type;  /* ICMP only */
 	__u8 flags;      /* TW_PKT_F_* */
+	/* Flow events (lib/events.h), filled on the way: */
+	__u8 monitor;    /* TW_MON_*: why conntrack thinks this packet is worth a report */
+	__u8 xlate;      /* TW_XLATE_*: service translation done to the packet */
+	__u8 dir;        /* TW_EV_F_INGRESS / TW_EV_F_EGRESS of the endpoint, 0 = none */
+	__u16 rev_nat;   /* the service's rev NAT index, 0 = none */
+	__be16 xl_port;  /* DNAT: the backend port; reverse NAT: the frontend port */
+	__be32 xl_addr;  /* DNAT: the backend address; reverse NAT: the frontend address */
 };
+
+/* tw_pkt.monitor */
+#define TW_MON_NEW 0x01      /* the packet opened a connection (or is untracked) */
+#define TW_MON_FLAGS 0x02    /* TCP flags not seen before in its direction */
+#define TW_MON_CTRL 0x04     /* among them SYN, FIN or RST */
+#define TW_MON_INTERVAL 0x08 /* TW_AGG_INTERVAL since its direction's last report */
+
+/* tw_pkt.xlate */
+#define TW_XLATE_NONE 0
+#define TW_XLATE_DNAT 1 /* to a frontend: xl_addr/xl_port is the backend */
+#define TW_XLATE_REV 2  /* a reply from a backend: xl_addr/xl_port is the frontend */
 
 /* tw_parse() results besides 0 (parsed, handle it). Negative values are
  * -reason of a drop. */
@@ -168,7 +186,7 @@ static __always_inline int tw_parse(struct __sk_buff *skb, struct tw_pkt *pkt)
 }
 
 /* TCP SYN without ACK: the only TCP packet that may open a connection. */
-static __always_inline int tw_pkt_is_syn(const struct tw_pkt *pkt)
+static __always_inline int tw_pkt_is_syn(struct tw_pkt *pkt)
 {
 	return pkt->proto == IPPROTO_TCP &&
 	       (pkt->tcp_flags & (TW_TCP_SYN | TW_TCP_ACK)) == TW_TCP_SYN;

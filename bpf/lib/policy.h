@@ -27,22 +27,11 @@
 #include "lib/common.h"
 #include "lib/maps.h"
 #include "lib/parse.h"
+#include "lib/identity.h"
+#include "lib/events.h"
 
 /* tw_policy_check() result when the packet may pass. */
 #define TW_POLICY_ALLOW 0
-
-/* The identity of an address: its longest ipcache prefix, else WORLD. */
-static __always_inline __u32 tw_ipcache_identity(__be32 addr)
-{
-	struct tw_ipcache_key key = {
-		.prefixlen = 32,
-		.address = addr,
-	};
-	struct tw_ipcache_entry *entry;
-
-	entry = bpf_map_lookup_elem(&tw_ipcache4, &key);
-	return entry ? entry->identity : TW_ID_WORLD;
-}
 
 static __always_inline struct tw_policy_entry *tw_policy_lookup(void *policy, __u32 identity,
 								__u8 egress, __u8 proto,
@@ -66,19 +55,24 @@ static __always_inline void tw_policy_hit(struct tw_policy_entry *entry, __u32 b
 }
 
 /*
- * The verdict of the policy of the endpoint behind veth `ifindex` on a new
- * connection with `peer` (egress: the destination, after service
- * translation; ingress: the source) to port `dport` (egress: the backend
- * port; ICMP echo and protocols without ports: 0) over `proto`. `bytes`
- * is what the hit counters add. Returns TW_POLICY_ALLOW or the drop
- * reason (the caller counts the drop).
+ * The verdict of the policy of the endpoint behind the packet's veth on
+ * the new connection `pkt` opens with `peer` (egress: the destination,
+ * after service translation; ingress: the source) to port `dport`
+ * (egress: the backend port; ICMP echo and protocols without ports: 0)
+ * over `proto`, in direction `egress`. The entry that decided counts the
+ * packet. A verdict that a policy rule decided, or a default deny, is
+ * reported as a policy-verdict event (a direction no policy isolates is
+ * allowed by an entry of rule 0, which is not). Returns TW_POLICY_ALLOW
+ * or the drop reason (the caller counts the drop).
  */
-static __always_inline __u32 tw_policy_check(__u32 ifindex, __be32 peer, __u8 proto,
-					     __be16 dport, __u32 bytes, __u8 egress)
+static __always_inline __u32 tw_policy_check(struct __sk_buff *skb, struct tw_pkt *pkt, __be32 peer,
+					     __u8 proto, __be16 dport, __u8 egress)
 {
-	struct tw_policy_entry *by_peer = NULL, *by_any = NULL;
+	struct tw_policy_entry *by_peer = NULL, *by_any = NULL, *hit = NULL;
+	__u32 flags, ep_id, identity, ifindex = skb->ifindex, bytes = pkt->len;
+	__u32 reason = TW_POLICY_ALLOW;
 	struct tw_endpoint *ep;
-	__u32 flags, ep_id, identity;
+	__u8 match = TW_MATCH_NONE;
 	void *policy;
 
 	ep = bpf_map_lookup_elem(&tw_endpoints, &ifindex);
@@ -101,26 +95,32 @@ static __always_inline __u32 tw_policy_check(__u32 ifindex, __be32 peer, __u8 pr
 	}
 	/* A deny anywhere wins over every allow. */
 	if (by_peer && (by_peer->flags & TW_POL_F_DENY)) {
-		tw_policy_hit(by_peer, bytes);
-		return TW_DROP_POLICY_DENY;
-	}
-	if (by_any && (by_any->flags & TW_POL_F_DENY)) {
-		tw_policy_hit(by_any, bytes);
-		return TW_DROP_POLICY_DENY;
-	}
-	if (by_peer) {
-		tw_policy_hit(by_peer, bytes);
-		return TW_POLICY_ALLOW;
-	}
-	if (by_any) {
-		tw_policy_hit(by_any, bytes);
-		return TW_POLICY_ALLOW;
+		hit = by_peer;
+		reason = TW_DROP_POLICY_DENY;
+	} else if (by_any && (by_any->flags & TW_POL_F_DENY)) {
+		hit = by_any;
+		reason = TW_DROP_POLICY_DENY;
+	} else if (by_peer) {
+		hit = by_peer;
+	} else if (by_any) {
+		hit = by_any;
+	} else if (flags & (egress == TW_POL_EGRESS ? TW_EP_F_EGRESS_DEFAULT_DENY
+						    : TW_EP_F_INGRESS_DEFAULT_DENY)) {
+		reason = TW_DROP_POLICY_DENIED;
 	}
 
-	if (flags & (egress == TW_POL_EGRESS ? TW_EP_F_EGRESS_DEFAULT_DENY
-					     : TW_EP_F_INGRESS_DEFAULT_DENY))
-		return TW_DROP_POLICY_DENIED;
-	return TW_POLICY_ALLOW;
+	if (hit) {
+		tw_policy_hit(hit, bytes);
+		if (hit == by_peer)
+			match = hit->l4 ? TW_MATCH_L3_L4 : TW_MATCH_L3_ONLY;
+		else
+			match = hit->l4 ? TW_MATCH_L4_ONLY : TW_MATCH_ALL;
+		if (hit->rule_id || reason)
+			tw_ev_policy(skb, pkt, reason, match, hit->rule_id);
+	} else if (reason) {
+		tw_ev_policy(skb, pkt, reason, TW_MATCH_NONE, 0);
+	}
+	return reason;
 }
 
 /*
@@ -132,13 +132,13 @@ static __always_inline __u32 tw_policy_check(__u32 ifindex, __be32 peer, __u8 pr
  * has no connections to remember: each packet is judged, with port 0.
  * Returns TW_POLICY_ALLOW or the drop reason.
  */
-static __always_inline __u32 tw_policy_untracked(const struct __sk_buff *skb,
-						 const struct tw_pkt *pkt, __u8 egress)
+static __always_inline __u32 tw_policy_untracked(struct __sk_buff *skb,
+						 struct tw_pkt *pkt, __u8 egress)
 {
 	if (pkt->proto == IPPROTO_ICMP)
 		return TW_POLICY_ALLOW;
-	return tw_policy_check(skb->ifindex, egress == TW_POL_EGRESS ? pkt->daddr : pkt->saddr,
-			       pkt->proto, 0, pkt->len, egress);
+	return tw_policy_check(skb, pkt, egress == TW_POL_EGRESS ? pkt->daddr : pkt->saddr,
+			       pkt->proto, 0, egress);
 }
 
 #endif /* TOLLWAY_LIB_POLICY_H */

@@ -54,7 +54,7 @@ struct tw_icmp_unreach4 {
 	__u8 quote[TW_ICMP_QUOTE_MAX];
 };
 
-static __always_inline void tw_reject_ip(struct iphdr *ip, const struct tw_pkt *pkt, __u8 proto,
+static __always_inline void tw_reject_ip(struct iphdr *ip, struct tw_pkt *pkt, __u8 proto,
 					 __u16 tot_len)
 {
 	ip->version = 4;
@@ -88,7 +88,7 @@ static __always_inline int tw_reject_swap_macs(struct __sk_buff *skb)
 	return bpf_skb_store_bytes(skb, 0, swapped, sizeof(swapped), 0) < 0 ? -1 : 0;
 }
 
-static __always_inline int tw_reject_tcp(struct __sk_buff *skb, const struct tw_pkt *pkt)
+static __always_inline int tw_reject_tcp(struct __sk_buff *skb, struct tw_pkt *pkt)
 {
 	struct tw_tcp_pseudo4 pseudo = {};
 	struct tw_rst4 rst = {};
@@ -141,7 +141,7 @@ static __always_inline int tw_reject_tcp(struct __sk_buff *skb, const struct tw_
 	return bpf_redirect(skb->ifindex, 0);
 }
 
-static __always_inline int tw_reject_udp(struct __sk_buff *skb, const struct tw_pkt *pkt)
+static __always_inline int tw_reject_udp(struct __sk_buff *skb, struct tw_pkt *pkt)
 {
 	struct tw_icmp_unreach4 msg = {};
 	__u32 quote_len = pkt->ihl_len + 8;
@@ -183,7 +183,7 @@ static __always_inline int tw_reject_udp(struct __sk_buff *skb, const struct tw_
  * TC_ACT_REDIRECT with the reply in the skb, or TC_ACT_SHOT if no reply
  * can be made (a RST, or a helper failure).
  */
-static __always_inline int tw_reject(struct __sk_buff *skb, const struct tw_pkt *pkt)
+static __always_inline int tw_reject(struct __sk_buff *skb, struct tw_pkt *pkt)
 {
 	int ret = -1;
 

@@ -48,6 +48,15 @@
 #include "lib/lb.h"
 #include "lib/parse.h"
 #include "lib/policy.h"
+#include "lib/events.h"
+
+/* Passes a packet on, reporting it at `point` (flow events, aggregated). */
+static __always_inline int tw_pass(struct __sk_buff *skb, struct tw_pkt *pkt, __u8 point,
+				   __u8 reply)
+{
+	tw_ev_trace(skb, pkt, point, reply);
+	return TC_ACT_OK;
+}
 
 SEC("classifier")
 int tw_from_lxc(struct __sk_buff *skb)
@@ -62,31 +71,37 @@ int tw_from_lxc(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	if (ret < 0)
 		return tw_drop(-ret);
+	pkt.dir = TW_EV_F_EGRESS;
+	tw_ev_trace(skb, &pkt, TW_TRACE_FROM_LXC, 0);
 
 	now = bpf_ktime_get_ns();
 	if (pkt.flags & TW_PKT_F_PORTS) {
 		ret = tw_lb4_xlate(skb, &pkt, now);
+		if (ret == TC_ACT_OK)
+			return tw_pass(skb, &pkt, TW_TRACE_TO_STACK, 0);
 		if (ret != TW_LB_NOT_SERVICE)
 			return ret;
 	}
 
 	if (!tw_ct_trackable(&pkt)) {
+		pkt.monitor = TW_MON_NEW; /* no connection: each packet is news */
 		reason = tw_policy_untracked(skb, &pkt, TW_POL_EGRESS);
-		return reason == TW_POLICY_ALLOW ? TC_ACT_OK : tw_drop(reason);
+		if (reason != TW_POLICY_ALLOW)
+			return tw_drop_pkt(skb, &pkt, reason);
+		return tw_pass(skb, &pkt, TW_TRACE_TO_STACK, 0);
 	}
 	/* 1. The pod's own connection. */
 	if (tw_ct_track_tx(&pkt, 0, now))
-		return TC_ACT_OK;
+		return tw_pass(skb, &pkt, TW_TRACE_TO_STACK, 0);
 	/* 2. The pod answering a connection it received. */
 	if (tw_ct_track_reply(&pkt, TW_CT_F_INGRESS, now))
-		return TC_ACT_OK;
+		return tw_pass(skb, &pkt, TW_TRACE_TO_STACK, 1);
 	/* 3. A new connection of the pod. */
-	reason = tw_policy_check(skb->ifindex, pkt.daddr, pkt.proto, pkt.dport, pkt.len,
-				 TW_POL_EGRESS);
+	reason = tw_policy_check(skb, &pkt, pkt.daddr, pkt.proto, pkt.dport, TW_POL_EGRESS);
 	if (reason != TW_POLICY_ALLOW)
-		return tw_drop(reason);
+		return tw_drop_pkt(skb, &pkt, reason);
 	tw_ct_track_new(&pkt, 0, now);
-	return TC_ACT_OK;
+	return tw_pass(skb, &pkt, TW_TRACE_TO_STACK, 0);
 }
 
 SEC("classifier")
@@ -104,9 +119,13 @@ int tw_to_lxc(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	if (ret < 0)
 		return tw_drop(-ret);
+	pkt.dir = TW_EV_F_INGRESS;
 	if (!tw_ct_trackable(&pkt)) {
+		pkt.monitor = TW_MON_NEW;
 		reason = tw_policy_untracked(skb, &pkt, TW_POL_INGRESS);
-		return reason == TW_POLICY_ALLOW ? TC_ACT_OK : tw_drop(reason);
+		if (reason != TW_POLICY_ALLOW)
+			return tw_drop_pkt(skb, &pkt, reason);
+		return tw_pass(skb, &pkt, TW_TRACE_TO_LXC, 0);
 	}
 
 	now = bpf_ktime_get_ns();
@@ -114,21 +133,23 @@ int tw_to_lxc(struct __sk_buff *skb)
 	ct = tw_ct_track_reply(&pkt, 0, now);
 	if (ct) {
 		rev_nat_index = ct->rev_nat_index;
-		if (rev_nat_index && (pkt.flags & TW_PKT_F_PORTS))
-			return tw_lb4_rev_xlate(skb, &pkt, rev_nat_index, now);
-		return TC_ACT_OK;
+		if (rev_nat_index && (pkt.flags & TW_PKT_F_PORTS)) {
+			ret = tw_lb4_rev_xlate(skb, &pkt, rev_nat_index, now);
+			if (ret != TC_ACT_OK)
+				return ret;
+		}
+		return tw_pass(skb, &pkt, TW_TRACE_TO_LXC, 1);
 	}
 
 	/* 2. More of a connection the pod received. */
 	if (tw_ct_track_tx(&pkt, TW_CT_F_INGRESS, now))
-		return TC_ACT_OK;
+		return tw_pass(skb, &pkt, TW_TRACE_TO_LXC, 0);
 	/* 3. Someone opening a connection to the pod. */
-	reason = tw_policy_check(skb->ifindex, pkt.saddr, pkt.proto, pkt.dport, pkt.len,
-				 TW_POL_INGRESS);
+	reason = tw_policy_check(skb, &pkt, pkt.saddr, pkt.proto, pkt.dport, TW_POL_INGRESS);
 	if (reason != TW_POLICY_ALLOW)
-		return tw_drop(reason);
+		return tw_drop_pkt(skb, &pkt, reason);
 	tw_ct_track_new(&pkt, TW_CT_F_INGRESS, now);
-	return TC_ACT_OK;
+	return tw_pass(skb, &pkt, TW_TRACE_TO_LXC, 0);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

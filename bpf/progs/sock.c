@@ -24,6 +24,7 @@
  */
 #include "lib/common.h"
 #include "lib/maps.h"
+#include "lib/events.h"
 
 #define SOCK_PROCEED 1
 
@@ -83,6 +84,40 @@ static __always_inline __u32 sock_select(struct tw_lb4_key *key, const struct tw
 	return slot ? slot->backend_id : 0;
 }
 
+/*
+ * A TRACE_SOCK flow event: the socket of the current cgroup was translated
+ * from the frontend `vip`:`vport` to backend `be`. TCP once per connect();
+ * unconnected UDP per datagram, so only when aggregation is low or none.
+ */
+static __always_inline void sock4_event(__u8 proto, __be32 vip, __be16 vport,
+					const struct tw_lb4_backend *be, __u16 rev_nat)
+{
+	struct tw_events_config *cfg = tw_ev_config();
+	struct tw_event *ev;
+
+	if (!cfg || (proto != IPPROTO_TCP && cfg->level >= TW_AGG_MEDIUM))
+		return;
+	ev = bpf_ringbuf_reserve(&tw_events, sizeof(*ev), 0);
+	if (!ev) {
+		tw_ev_lost();
+		return;
+	}
+	__builtin_memset(ev, 0, sizeof(*ev));
+	ev->ts = bpf_ktime_get_ns();
+	ev->ev_type = TW_EV_TRACE_SOCK;
+	ev->subtype = TW_SOCK_XLATE_PRE_DIRECTION_FWD;
+	ev->proto = proto;
+	ev->daddr = be->address;
+	ev->dport = be->port;
+	ev->dst_id = tw_ipcache_identity(be->address);
+	ev->orig_addr = vip;
+	ev->orig_port = vport;
+	ev->flags = TW_EV_F_EGRESS | TW_EV_F_NEW;
+	ev->rev_nat = rev_nat;
+	ev->cgroup_id = bpf_get_current_cgroup_id();
+	bpf_ringbuf_submit(ev, 0);
+}
+
 static __always_inline int sock4_xlate(struct bpf_sock_addr *ctx, __u8 proto)
 {
 	struct tw_lb4_key key = {
@@ -121,6 +156,7 @@ static __always_inline int sock4_xlate(struct bpf_sock_addr *ctx, __u8 proto)
 	if (bpf_map_update_elem(&tw_lb4_rev_sk, &rkey, &rval, BPF_ANY) < 0)
 		return SOCK_PROCEED;
 
+	sock4_event(proto, key.address, key.dport, be, svc->rev_nat_index);
 	ctx->user_ip4 = be->address;
 	ctx->user_port = (__u32)be->port;
 	return SOCK_PROCEED;

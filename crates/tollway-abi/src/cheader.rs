@@ -195,6 +195,8 @@ fn abi_layouts() {
         Endpoint,
         PolicyKey,
         PolicyEntry,
+        EventsConfig,
+        Event,
     );
 }
 
@@ -206,6 +208,7 @@ fn abi_constants() {
         CT_CONSTS,
         DROP_CONSTS,
         POLICY_CONSTS,
+        EVENTS_CONSTS,
     ] {
         let text = abi_header(header);
         for (name, value) in consts {
@@ -236,6 +239,8 @@ fn every_abi_struct_is_mirrored() {
         Endpoint::C_NAME,
         PolicyKey::C_NAME,
         PolicyEntry::C_NAME,
+        EventsConfig::C_NAME,
+        Event::C_NAME,
     ];
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../bpf/abi");
     for entry in std::fs::read_dir(&dir).unwrap().flatten() {

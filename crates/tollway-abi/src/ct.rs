@@ -83,8 +83,11 @@ abi_struct! {
         pub nat_port: u16,
         /// Creation time, seconds of `bpf_ktime_get_ns()`.
         pub created: u32,
-        /// Zero.
-        pub reserved: u64,
+        /// Flow events: the last report of the tx direction, seconds of
+        /// `bpf_ktime_get_ns()` (monitor aggregation).
+        pub tx_reported: u32,
+        /// The same for rx.
+        pub rx_reported: u32,
     }
 }
 

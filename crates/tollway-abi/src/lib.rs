@@ -66,12 +66,14 @@ macro_rules! abi_consts {
 
 pub mod ct;
 pub mod drop;
+pub mod events;
 pub mod lb;
 pub mod policy;
 mod stats;
 
 pub use ct::*;
 pub use drop::*;
+pub use events::*;
 pub use lb::*;
 pub use policy::*;
 pub use stats::*;

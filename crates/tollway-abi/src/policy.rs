@@ -108,8 +108,9 @@ abi_struct! {
     pub struct PolicyEntry = "tw_policy_entry" in "policy.h" {
         /// `TW_POL_F_*`.
         pub flags: u8,
-        /// Zero.
-        pub pad: u8,
+        /// 1 if the entry names a protocol (and port): the match type of
+        /// policy-verdict events (L3-L4 / L4-only vs L3-only / all).
+        pub l4: u8,
         /// L7 redirect port (later), 0 = none.
         pub proxy_port: u16,
         /// Which compiled rule.

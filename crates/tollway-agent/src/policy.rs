@@ -106,6 +106,7 @@ pub fn trie_entries(p: &EndpointPolicy) -> Vec<(PolicyKey, PolicyEntry)> {
                 },
                 PolicyEntry {
                     flags: e.flags(),
+                    l4: u8::from(e.proto != 0),
                     rule_id: e.rule_id,
                     ..Default::default()
                 },

@@ -249,9 +249,18 @@ impl Lab {
     ) {
         let mut flags = flags;
         if !rules.is_empty() {
+            // As the agent writes them: `l4` says the key names a protocol.
+            let rules: Vec<_> = rules
+                .iter()
+                .map(|(k, e)| {
+                    let mut e = *e;
+                    e.l4 = u8::from(k.proto != 0);
+                    (*k, e)
+                })
+                .collect();
             self.node
                 .policy
-                .set_policy(id, rules)
+                .set_policy(id, &rules)
                 .unwrap_or_else(|e| panic!("set_policy: {}", chain(&e)));
             flags |= TW_EP_F_POLICY;
         }
@@ -1418,5 +1427,342 @@ fn set_policy_swaps_a_complete_trie_with_one_update() {
         let fill = lab.node.policy.fill();
         assert_eq!(fill.len(), 3);
         assert!(fill.iter().all(|f| f.max_entries > 0), "{fill:?}");
+    });
+}
+
+// ---- Flow events (bpf/lib/events.h) ------------------------------------
+
+use tollway_abi::{
+    Event, TW_AGG_MAXIMUM, TW_AGG_MEDIUM, TW_AGG_NONE, TW_EV_DROP, TW_EV_F_ALLOWED, TW_EV_F_EGRESS,
+    TW_EV_F_INGRESS, TW_EV_F_NEW, TW_EV_F_REPLY, TW_EV_POLICY_VERDICT, TW_EV_TRACE,
+    TW_EVENTS_RING_BYTES, TW_MATCH_L3_L4, TW_MATCH_L4_ONLY, TW_MATCH_NONE, TW_TRACE_FROM_LXC,
+    TW_TRACE_TO_LXC, TW_TRACE_TO_STACK,
+};
+use tollway_datapath::lb::EventMaps;
+
+impl Lab {
+    /// Turns events on at aggregation `level` and empties the ring.
+    fn events_on(&mut self, level: u32) {
+        let mut ev = EventMaps::open(self.node.pin_dir()).unwrap();
+        ev.set_config(true, level).unwrap();
+        self.drain();
+    }
+
+    fn events_off(&mut self) {
+        let mut ev = EventMaps::open(self.node.pin_dir()).unwrap();
+        ev.set_config(false, TW_AGG_MEDIUM).unwrap();
+    }
+
+    /// Every record in the ring, consumed.
+    fn drain(&self) -> Vec<(Event, Vec<u8>)> {
+        let mut ring = EventMaps::ring(self.node.pin_dir()).unwrap();
+        let mut out = Vec::new();
+        while let Some(item) = ring.next() {
+            let (ev, payload) = Event::parse(&item).expect("a whole record");
+            out.push((ev, payload.to_vec()));
+        }
+        out
+    }
+
+    fn lost(&self) -> u64 {
+        EventMaps::open(self.node.pin_dir())
+            .unwrap()
+            .lost()
+            .unwrap()
+    }
+}
+
+/// `(type, subtype)` of each event, in order.
+fn kinds(events: &[(Event, Vec<u8>)]) -> Vec<(u8, u8)> {
+    events.iter().map(|(e, _)| (e.ev_type, e.subtype)).collect()
+}
+
+#[test]
+fn events_report_policy_verdicts_drops_and_traces() {
+    with_lab("ev-verdicts", |lab| {
+        let rule = key(ID_A, TW_POL_INGRESS, IPPROTO_TCP, Some(8080));
+        lab.manage(
+            lab.b,
+            b(),
+            TW_EP_F_INGRESS_DEFAULT_DENY,
+            &[(rule, allow(7))],
+        );
+
+        // Off: nothing at all, whatever happens.
+        lab.events_off();
+        lab.pass(
+            TO,
+            lab.b,
+            &syn(POD_A, 41000, POD_B, 8080),
+            "allowed, events off",
+        );
+        assert!(lab.drain().is_empty(), "events off: the ring stays empty");
+
+        lab.events_on(TW_AGG_MEDIUM);
+        // An allowed new connection: the verdict, then the trace.
+        let first = syn(POD_A, 41001, POD_B, 8080);
+        lab.pass(TO, lab.b, &first, "A -> B:8080");
+        let ev = lab.drain();
+        assert_eq!(
+            kinds(&ev),
+            vec![(TW_EV_POLICY_VERDICT, 0), (TW_EV_TRACE, TW_TRACE_TO_LXC)],
+            "{ev:?}"
+        );
+        let (v, _) = &ev[0];
+        assert_eq!(v.flags, TW_EV_F_INGRESS | TW_EV_F_NEW | TW_EV_F_ALLOWED);
+        assert_eq!((v.match_type, v.rule_id), (TW_MATCH_L3_L4, 7));
+        assert_eq!((v.src_id, v.dst_id), (ID_A, ID_B));
+        assert_eq!((v.saddr, v.daddr), (be32(POD_A), be32(POD_B)));
+        assert_eq!((v.sport, v.dport), (be16(41001), be16(8080)));
+        assert_eq!(
+            (v.proto, v.tcp_flags, v.len),
+            (IPPROTO_TCP, tcp_flags::SYN, first.len() as u32)
+        );
+        assert_eq!(v.ifindex, lab.b);
+        let (t, _) = &ev[1];
+        assert_eq!(t.flags, TW_EV_F_INGRESS | TW_EV_F_NEW);
+
+        // Medium aggregation: a packet with a TCP flag not seen before in
+        // its direction is reported, a repeat is not.
+        let ack = tcp(POD_A, 41001, POD_B, 8080, tcp_flags::ACK);
+        let psh = tcp(POD_A, 41001, POD_B, 8080, tcp_flags::ACK | tcp_flags::PSH);
+        for (frame, reported, what) in [
+            (&ack, true, "first ACK"),
+            (&ack, false, "second ACK"),
+            (&psh, true, "first PSH"),
+            (&psh, false, "second PSH"),
+            (&psh, false, "third PSH"),
+        ] {
+            lab.pass(TO, lab.b, frame, what);
+            let ev = lab.drain();
+            let expect = if reported {
+                vec![(TW_EV_TRACE, TW_TRACE_TO_LXC)]
+            } else {
+                vec![]
+            };
+            assert_eq!(kinds(&ev), expect, "{what}");
+        }
+        // The reply (B's SYN-ACK leaving B): a trace marked as a reply.
+        lab.pass(
+            FROM,
+            lab.b,
+            &tcp(POD_B, 8080, POD_A, 41001, tcp_flags::SYN | tcp_flags::ACK),
+            "B's SYN-ACK",
+        );
+        let ev = lab.drain();
+        assert_eq!(kinds(&ev), vec![(TW_EV_TRACE, TW_TRACE_TO_STACK)]);
+        assert_eq!(ev[0].0.flags, TW_EV_F_EGRESS | TW_EV_F_REPLY);
+
+        // A denied connection: the verdict and the drop, both with the
+        // reason, and no trace.
+        lab.dropped(
+            TO,
+            lab.b,
+            &syn(POD_A, 41002, POD_B, 9090),
+            DROP_POLICY_DENIED,
+            "A -> B:9090",
+        );
+        let ev = lab.drain();
+        assert_eq!(
+            kinds(&ev),
+            vec![
+                (TW_EV_POLICY_VERDICT, DROP_POLICY_DENIED),
+                (TW_EV_DROP, DROP_POLICY_DENIED)
+            ],
+            "{ev:?}"
+        );
+        assert_eq!(ev[0].0.flags & TW_EV_F_ALLOWED, 0);
+        assert_eq!(ev[0].0.match_type, TW_MATCH_NONE);
+        assert_eq!((ev[1].0.src_id, ev[1].0.dst_id), (ID_A, ID_B));
+    });
+}
+
+#[test]
+fn events_deny_rules_and_match_types() {
+    with_lab("ev-deny", |lab| {
+        // B: any peer to TCP 80 allowed (L4-only), A denied on TCP 80 (rule 9).
+        let any80 = key(TW_ID_ANY, TW_POL_INGRESS, IPPROTO_TCP, Some(80));
+        let a80 = key(ID_A, TW_POL_INGRESS, IPPROTO_TCP, Some(80));
+        lab.manage(
+            lab.b,
+            b(),
+            TW_EP_F_INGRESS_DEFAULT_DENY,
+            &[(any80, allow(3)), (a80, deny(9))],
+        );
+        lab.events_on(TW_AGG_MEDIUM);
+        lab.dropped(
+            TO,
+            lab.b,
+            &syn(POD_A, 42000, POD_B, 80),
+            DROP_POLICY_DENY,
+            "A is denied",
+        );
+        let ev = lab.drain();
+        assert_eq!(
+            kinds(&ev),
+            vec![
+                (TW_EV_POLICY_VERDICT, DROP_POLICY_DENY),
+                (TW_EV_DROP, DROP_POLICY_DENY)
+            ]
+        );
+        assert_eq!((ev[0].0.match_type, ev[0].0.rule_id), (TW_MATCH_L3_L4, 9));
+
+        lab.pass(
+            TO,
+            lab.b,
+            &syn(REMOTE_POD, 42001, POD_B, 80),
+            "others allowed",
+        );
+        let ev = lab.drain();
+        assert_eq!(ev[0].0.ev_type, TW_EV_POLICY_VERDICT);
+        assert_eq!((ev[0].0.match_type, ev[0].0.rule_id), (TW_MATCH_L4_ONLY, 3));
+        assert_eq!(ev[0].0.src_id, ID_REMOTE);
+    });
+}
+
+#[test]
+fn events_unisolated_directions_have_no_verdict_and_levels_differ() {
+    with_lab("ev-levels", |lab| {
+        // A is not isolated: its "allow everything" entry is rule 0.
+        let any = key(TW_ID_ANY, TW_POL_EGRESS, 0, None);
+        lab.manage(lab.a, a(), TW_EP_F_EGRESS_DEFAULT_DENY, &[(any, allow(0))]);
+
+        lab.events_on(TW_AGG_NONE);
+        lab.pass(FROM, lab.a, &syn(POD_A, 43000, POD_B, 80), "SYN");
+        let ev = lab.drain();
+        // None: the receiving point too, and no verdict for rule 0.
+        assert_eq!(
+            kinds(&ev),
+            vec![
+                (TW_EV_TRACE, TW_TRACE_FROM_LXC),
+                (TW_EV_TRACE, TW_TRACE_TO_STACK)
+            ],
+            "{ev:?}"
+        );
+        let ack = tcp(POD_A, 43000, POD_B, 80, tcp_flags::ACK);
+        lab.pass(FROM, lab.a, &ack, "ACK");
+        lab.pass(FROM, lab.a, &ack, "ACK again");
+        assert_eq!(lab.drain().len(), 4, "none: every packet, both points");
+
+        // Maximum: only the opening packet and the first SYN/FIN/RST.
+        lab.events_on(TW_AGG_MAXIMUM);
+        lab.pass(FROM, lab.a, &syn(POD_A, 43001, POD_B, 80), "SYN");
+        lab.pass(
+            FROM,
+            lab.a,
+            &tcp(POD_A, 43001, POD_B, 80, tcp_flags::ACK),
+            "ACK",
+        );
+        lab.pass(
+            FROM,
+            lab.a,
+            &tcp(POD_A, 43001, POD_B, 80, tcp_flags::ACK | tcp_flags::PSH),
+            "PSH",
+        );
+        lab.pass(
+            FROM,
+            lab.a,
+            &tcp(POD_A, 43001, POD_B, 80, tcp_flags::ACK | tcp_flags::FIN),
+            "FIN",
+        );
+        let ev = lab.drain();
+        assert_eq!(
+            kinds(&ev),
+            vec![
+                (TW_EV_TRACE, TW_TRACE_TO_STACK),
+                (TW_EV_TRACE, TW_TRACE_TO_STACK)
+            ],
+            "maximum: SYN and FIN only"
+        );
+        assert_eq!(ev[1].0.tcp_flags, tcp_flags::ACK | tcp_flags::FIN);
+    });
+}
+
+#[test]
+fn events_carry_dns_messages_and_service_translation() {
+    with_lab("ev-dns", |lab| {
+        lab.events_on(TW_AGG_MAXIMUM);
+        // DNS is always reported, with the message after the record.
+        let query = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x03abc\x00\x00\x01\x00\x01";
+        let frame = UdpPacket {
+            ip: addrs(POD_A, POD_B),
+            src_port: 45000,
+            dst_port: 53,
+            payload: query.to_vec(),
+        }
+        .build();
+        for what in ["query", "retransmitted query"] {
+            lab.pass(FROM, lab.a, &frame, what);
+            let ev = lab.drain();
+            assert_eq!(kinds(&ev), vec![(TW_EV_TRACE, TW_TRACE_TO_STACK)], "{what}");
+            assert_eq!(usize::from(ev[0].0.cap_len), query.len());
+            assert_eq!(ev[0].1, query.to_vec(), "{what}: the DNS message");
+        }
+
+        // The tc path: a DNATed packet is reported as it leaves, to the
+        // backend, with the frontend beside it.
+        let vip = Ipv4Addr::new(10, 96, 0, 10);
+        lab.add_service(&Svc {
+            vip,
+            port: 80,
+            proto: IPPROTO_TCP,
+            rev_nat: 5,
+            flags: TW_SVC_F_CLUSTERIP,
+            backend_id: 50,
+            backend: POD_B,
+            backend_port: 8080,
+            backend_flags: TW_BE_F_LOCAL,
+        });
+        let run = lab
+            .node
+            .run_on("lxc", FROM, &syn(POD_A, 45001, vip, 80), lab.a);
+        assert_eq!(run.retval, TC_ACT_OK);
+        let ev = lab.drain();
+        assert_eq!(kinds(&ev), vec![(TW_EV_TRACE, TW_TRACE_TO_STACK)]);
+        let e = &ev[0].0;
+        assert_eq!((e.daddr, e.dport), (be32(POD_B), be16(8080)));
+        assert_eq!(
+            (e.orig_addr, e.orig_port, e.rev_nat),
+            (be32(vip), be16(80), 5)
+        );
+        assert_eq!(e.dst_id, ID_B);
+
+        // Its reply, reverse-NATed on the way to A: still from the
+        // backend, the frontend beside it.
+        let reply = tcp(POD_B, 8080, POD_A, 45001, tcp_flags::SYN | tcp_flags::ACK);
+        assert_eq!(lab.run(TO, lab.a, &reply), TC_ACT_OK);
+        let ev = lab.drain();
+        assert_eq!(kinds(&ev), vec![(TW_EV_TRACE, TW_TRACE_TO_LXC)]);
+        let e = &ev[0].0;
+        assert_eq!((e.saddr, e.sport), (be32(POD_B), be16(8080)));
+        assert_eq!((e.orig_addr, e.orig_port), (be32(vip), be16(80)));
+        assert_ne!(e.flags & TW_EV_F_REPLY, 0);
+    });
+}
+
+#[test]
+fn a_full_ring_loses_events_not_packets() {
+    with_lab("ev-full", |lab| {
+        lab.events_on(TW_AGG_NONE);
+        // Untracked by nobody's policy: every packet is two events (from
+        // the pod, to the stack). Twice the ring's capacity in records.
+        let records = TW_EVENTS_RING_BYTES / 64;
+        let frame = udp(POD_A, 46000, POD_B, 9000);
+        let run = lab.node.run_repeat("lxc", FROM, &frame, lab.a, records);
+        assert_eq!(run.retval, TC_ACT_OK, "the datapath goes on");
+        let lost = lab.lost();
+        assert!(lost > 0, "a full ring counts lost events");
+        let got = lab.drain().len() as u64;
+        // Each record is 64 bytes plus the ring's 8-byte header.
+        assert!(got > 0 && got < u64::from(records) * 2);
+        assert_eq!(
+            got + lost,
+            u64::from(records) * 2,
+            "every event is read or counted lost"
+        );
+        // The next packet finds room again.
+        lab.pass(FROM, lab.a, &frame, "after the drain");
+        assert_eq!(lab.drain().len(), 2);
+        assert_eq!(lab.lost(), lost);
     });
 }

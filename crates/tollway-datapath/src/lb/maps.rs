@@ -27,6 +27,9 @@ pub const MAP_NAMES: &[&str] = &[
     "tw_ipcache4",
     "tw_endpoints",
     "tw_policy",
+    "tw_events",
+    "tw_events_cfg",
+    "tw_events_lost",
 ];
 
 /// Errors of map access.

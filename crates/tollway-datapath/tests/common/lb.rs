@@ -119,6 +119,19 @@ impl Node {
     /// `ifindex` (`skb->ifindex`; 0: loopback). The device must exist in
     /// the calling thread's network namespace.
     pub fn run_on(&self, object: &str, program: &str, frame: &[u8], ifindex: u32) -> Run {
+        self.run_repeat(object, program, frame, ifindex, 1)
+    }
+
+    /// [`Node::run_on`], `repeat` times in one `BPF_PROG_TEST_RUN` (the
+    /// output is the last run's).
+    pub fn run_repeat(
+        &self,
+        object: &str,
+        program: &str,
+        frame: &[u8],
+        ifindex: u32,
+        repeat: u32,
+    ) -> Run {
         // struct __sk_buff up to `ifindex` (offset 40); the kernel takes
         // the device from it when it is > 1 and zero-fills the rest.
         let mut ctx = [0u8; 44];
@@ -132,6 +145,7 @@ impl Node {
                 data_in: Some(frame),
                 data_out: Some(&mut out),
                 ctx_in: (ifindex > 1).then_some(&ctx[..]),
+                repeat,
                 ..TestRunOptions::default()
             })
             .unwrap_or_else(|e| panic!("test_run({program}): {}", chain(&e)));
