@@ -161,6 +161,7 @@ pub fn up(lab: &str, opts: &UpOptions, progress: &mut dyn FnMut(Progress)) -> Re
     let store = FileStore::open(&paths.store_dir())?;
     registry::bootstrap(&store)?;
     register_nodes(&store, &cfg)?;
+    crate::addons::ensure(&store, &cfg)?;
 
     step("starting the lab daemon".into());
     let started_daemon = if daemon::running_pid(&paths).is_none() {

@@ -2,6 +2,7 @@
 //! namespaces, cgroups and processes (like kind does with containers).
 //!
 //! - [`lab`]: `up` / `down` / `status` / `exec`.
+//! - [`addons`]: what `lab up` creates in `kube-system` (the DNS server).
 //! - [`net`]: fabric bridge, node namespaces with native routing, pod veths.
 //! - [`daemon`]: the per-lab control plane (scheduler, deployment
 //!   controller, garbage collector) and kubelet (pods as supervised
@@ -12,6 +13,7 @@
 //! Invariant: nothing is ever added to the machine's root network
 //! namespace, and every name the lab makes carries its lab's prefix.
 
+pub mod addons;
 pub mod config;
 pub mod daemon;
 mod error;

@@ -5,10 +5,13 @@
 //!   name, until SIGTERM or SIGINT.
 //! * [`probe()`] connects to an `http://`, `tcp://` or `udp://` target one or more times and
 //!   returns a [`ProbeReport`] classifying each attempt.
+//! * [`dns`]: the cluster DNS server (the lab's kube-dns, answering for the store's
+//!   Services) and a one-shot client.
 //!
 //! The `tollway` binary embeds [`ServeArgs`] and [`ProbeArgs`] as the `workload serve` and
 //! `workload probe` subcommands. Tests bind in-process with [`serve::Server::bind`].
 
+pub mod dns;
 mod error;
 mod headers;
 pub mod matrix;

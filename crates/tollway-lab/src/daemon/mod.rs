@@ -73,6 +73,9 @@ pub async fn run(lab: &str) -> Result<()> {
                 }
             }
             _ = tick.tick() => {
+                // Pods reported gone leave the store before the next sync:
+                // a snapshot that still had them would start them again.
+                flush(&store, &mut kubelet, &mut gone)?;
                 let relevant = match watcher.poll()? {
                     WatchResult::Unchanged => false,
                     WatchResult::Resync(_) => true,

@@ -1,9 +1,10 @@
-//! `tollway workload serve | probe`.
+//! `tollway workload serve | probe | probe-many | dns | dig`.
 
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
+use tollway_workload::dns::{DigArgs, DnsServeArgs};
 use tollway_workload::{ProbeArgs, ProbeManyArgs, ServeArgs};
 
 /// `tollway workload`.
@@ -24,6 +25,25 @@ enum WorkloadCommand {
     /// `{"reports": [...]}` (one `probe -o json` report per target, in
     /// order); exits 0 only if every target answered.
     ProbeMany(ProbeManyArgs),
+    /// The cluster DNS server (the lab's kube-dns): answers A queries for
+    /// <svc>.<ns>.svc.cluster.local (and <svc>.<ns>.svc) from the lab's
+    /// store, reloading when it changes, until SIGTERM.
+    Dns(DnsArgs),
+    /// One DNS query, printed like dig (or as JSON); exits non-zero when no
+    /// answer comes in time (any response code is an answer).
+    Dig(DigArgs),
+}
+
+/// `tollway workload dns`.
+#[derive(Args, Debug)]
+struct DnsArgs {
+    /// The lab whose Services to serve (pods have TOLLWAY_LAB set).
+    // Declared here too so that it reaches this command: clap propagates the
+    // global --lab (given before or after `workload`) into this field.
+    #[arg(long, env = "TOLLWAY_LAB", default_value = "default")]
+    lab: String,
+    #[command(flatten)]
+    serve: DnsServeArgs,
 }
 
 /// Run a workload command.
@@ -45,6 +65,18 @@ pub fn run(args: WorkloadArgs) -> Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+        WorkloadCommand::Dns(a) => {
+            let (_, store) = tollway_lab::lab::open_store(&a.lab)
+                .with_context(|| format!("opening the store of lab {}", a.lab))?;
+            rt.block_on(tollway_workload::dns::serve_store(store, &a.serve))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        WorkloadCommand::Dig(a) => {
+            let answer = tollway_workload::dns::dig(&a)
+                .with_context(|| format!("asking {} for {} {}", a.server, a.name, a.qtype))?;
+            println!("{}", answer.render(a.output)?);
+            Ok(ExitCode::SUCCESS)
         }
         WorkloadCommand::Probe(a) => {
             let format = a.output;
