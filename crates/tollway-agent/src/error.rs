@@ -38,6 +38,22 @@ pub enum AgentError {
         /// Node.
         node: String,
     },
+    /// A thread could not be started.
+    #[error("cannot start the {what} thread: {source}")]
+    Thread {
+        /// Which.
+        what: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The flow server could not listen.
+    #[error("flow server: cannot listen on {addr}: {source}")]
+    Listen {
+        /// The socket path or address.
+        addr: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// A file of the agent could not be written.
     #[error("{action} {path}: {source}")]
     Io {

@@ -12,6 +12,7 @@
 
 pub mod ctgc;
 mod error;
+pub mod flows;
 mod follow;
 pub mod inspect;
 pub mod inspect_policy;
@@ -44,6 +45,9 @@ pub const SOCKET_LB_ANNOTATION: &str = "tollway.io/socket-lb";
 
 const RESYNC: Duration = Duration::from_secs(30);
 const HEARTBEAT: Duration = Duration::from_secs(2);
+/// Service-only changes rebuild the flow decoder's view at most this often
+/// (pods and identities rebuild it at once).
+const RESOLVER_THROTTLE: Duration = Duration::from_millis(500);
 
 struct Agent {
     node: String,
@@ -65,6 +69,11 @@ struct Agent {
     attached_ifaces: BTreeMap<String, u32>,
     skipped_cgroups: BTreeSet<u64>,
     status: AgentStatus,
+    /// The flow service (Hubble's observer), if it could start.
+    flows: Option<flows::FlowService>,
+    /// The flow decoder's view needs rebuilding (services changed).
+    resolver_dirty: bool,
+    last_resolver: Instant,
 }
 
 fn now_rfc3339() -> String {
@@ -77,7 +86,7 @@ fn ifindex(name: &str) -> Option<u32> {
 
 /// Run the agent of `node` in lab `lab` until it is killed. The caller must
 /// already be in the node's network namespace.
-pub fn run(lab: &str, node: &str) -> Result<(), AgentError> {
+pub fn run(lab: &str, node: &str, flow_cfg: flows::FlowConfig) -> Result<(), AgentError> {
     let paths = LabPaths::new(lab);
     let cfg = LabConfig::load(&paths)?
         .ok_or_else(|| tollway_lab::LabError::NoSuchLab { name: lab.into() })?;
@@ -178,6 +187,14 @@ pub fn run(lab: &str, node: &str) -> Result<(), AgentError> {
         },
         ..Default::default()
     };
+    // Flows: a failure here leaves the datapath working, and is reported.
+    let flows = match flows::FlowService::start(node, &pin_dir, &node_dir, flow_cfg) {
+        Ok(f) => Some(f),
+        Err(e) => {
+            tracing::error!(error = %e, "the flow service did not start");
+            None
+        }
+    };
     let mut agent = Agent {
         node: node.into(),
         paths,
@@ -197,6 +214,9 @@ pub fn run(lab: &str, node: &str) -> Result<(), AgentError> {
         attached_ifaces: BTreeMap::new(),
         skipped_cgroups: BTreeSet::new(),
         status,
+        flows,
+        resolver_dirty: true,
+        last_resolver: Instant::now(),
     };
     agent.loop_forever(&store)
 }
@@ -210,10 +230,20 @@ impl Agent {
         let mut last_beat = Instant::now();
         loop {
             let now = Instant::now();
-            let wake = [next_gc, last_beat + HEARTBEAT, last_full + RESYNC]
-                .into_iter()
-                .min()
-                .unwrap_or(now + HEARTBEAT);
+            let resolver_at = if self.resolver_dirty {
+                self.last_resolver + RESOLVER_THROTTLE
+            } else {
+                last_full + RESYNC
+            };
+            let wake = [
+                next_gc,
+                last_beat + HEARTBEAT,
+                last_full + RESYNC,
+                resolver_at,
+            ]
+            .into_iter()
+            .min()
+            .unwrap_or(now + HEARTBEAT);
             follower.wait(wake.saturating_duration_since(now).min(HEARTBEAT));
             match follower.poll()? {
                 follow::Change::None if last_full.elapsed() < RESYNC => {}
@@ -224,6 +254,9 @@ impl Agent {
                 follow::Change::Delta(delta) => {
                     self.delta_sync(follower.snapshot(), &delta);
                 }
+            }
+            if self.resolver_dirty && self.last_resolver.elapsed() >= RESOLVER_THROTTLE {
+                self.rebuild_resolver(follower.snapshot());
             }
             if Instant::now() >= next_gc {
                 match ctgc::sweep(&mut self.maps, &mut self.status.gc) {
@@ -245,7 +278,9 @@ impl Agent {
     /// Recompute everything from the mirror (at start, after a journal
     /// rotation, and periodically as a safety net).
     fn full_sync(&mut self, snap: &Snapshot) {
-        if let Err(e) = self.sync(snap) {
+        let result = self.sync(snap);
+        self.rebuild_resolver(snap);
+        if let Err(e) = result {
             tracing::error!(error = %e, "sync failed; re-reading the maps");
             self.status.sync.error = Some(e.to_string());
             self.lb_state = None;
@@ -335,6 +370,9 @@ impl Agent {
             let local = std::mem::take(&mut self.local);
             self.sync_policy(snap, &local);
             self.local = local;
+            self.rebuild_resolver(snap);
+        } else if !delta.services.is_empty() {
+            self.resolver_dirty = true;
         }
         self.report_sync(snap.resource_version, ops.len(), started, "incremental");
         if !ops.is_empty() {
@@ -361,8 +399,24 @@ impl Agent {
         };
     }
 
+    /// The flow decoder's view of the cluster, from `snap`.
+    fn rebuild_resolver(&mut self, snap: &Snapshot) {
+        if let Some(f) = &self.flows {
+            f.set_resolver(flows::resolver::build(
+                snap,
+                &self.node,
+                self.node_ctx.node_ip,
+                &self.paths,
+                &self.mirror,
+            ));
+        }
+        self.resolver_dirty = false;
+        self.last_resolver = Instant::now();
+    }
+
     fn write_status(&mut self) {
         self.status.heartbeat = now_rfc3339();
+        self.status.flows = self.flows.as_ref().map(flows::FlowService::report);
         if let Err(e) = self.status.write(&self.node_dir) {
             tracing::warn!(error = %e, "cannot write the status file");
         }

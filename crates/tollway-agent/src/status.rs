@@ -105,6 +105,9 @@ pub struct AgentStatus {
     pub warnings: Vec<String>,
     /// Heartbeat (RFC 3339), refreshed every few seconds.
     pub heartbeat: String,
+    /// The flow service (None: it did not start).
+    #[serde(default)]
+    pub flows: Option<crate::flows::FlowsReport>,
 }
 
 /// Size and use of one map.

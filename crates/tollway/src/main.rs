@@ -60,6 +60,10 @@ enum Command {
     Endpoint(cmd::policy::EndpointArgs),
     /// Security identities: `identity list`.
     Identity(cmd::policy::IdentityArgs),
+    /// Observe flows of every node (like `hubble observe`).
+    Observe(Box<cmd::observe::ObserveCmd>),
+    /// Serve the service map of the lab's flows (like Hubble UI).
+    Ui(cmd::observe::UiCmd),
     /// Benchmarks: `bench service-lb` (and its `server` and `client`).
     Bench(cmd::bench::BenchArgs),
     /// The per-node agent (started by the lab daemon).
@@ -90,6 +94,8 @@ fn main() -> ExitCode {
         Command::Policy(a) => cmd::policy::policy(&cli.lab, a),
         Command::Endpoint(a) => cmd::policy::endpoint(&cli.lab, a),
         Command::Identity(a) => cmd::policy::identity(&cli.lab, a),
+        Command::Observe(a) => cmd::observe::observe(&cli.lab, *a),
+        Command::Ui(a) => cmd::observe::ui(&cli.lab, a),
         Command::Agent(a) => cmd::datapath::agent(&cli.lab, a),
         Command::Bench(a) => cmd::bench::run(a),
     };

@@ -61,11 +61,40 @@ pub struct AgentArgs {
     /// The node this agent serves.
     #[arg(long)]
     node: String,
+    /// Cilium's monitor aggregation: none, low, medium or maximum.
+    #[arg(long, env = "TOLLWAY_MONITOR_AGGREGATION", default_value = "medium")]
+    monitor_aggregation: String,
+    /// Flows each node keeps (Hubble's ring).
+    #[arg(long, env = "TOLLWAY_FLOW_BUFFER", default_value_t = tollway_agent::flows::DEFAULT_BUFFER)]
+    flow_buffer: usize,
+    /// Turn the datapath's flow events off.
+    #[arg(long, env = "TOLLWAY_NO_FLOW_EVENTS")]
+    no_flow_events: bool,
+    /// Port of the Prometheus metrics (Hubble's 9965), in the node's network
+    /// namespace; 0 turns them off.
+    #[arg(long, env = "TOLLWAY_METRICS_PORT", default_value_t = tollway_agent::flows::METRICS_PORT)]
+    metrics_port: u16,
 }
 
 /// Run the agent (the lab daemon starts it in the node's namespace).
 pub fn agent(lab: &str, args: AgentArgs) -> Result<ExitCode> {
-    tollway_agent::run(lab, &args.node)
+    let aggregation = tollway_datapath::lb::aggregation_level(&args.monitor_aggregation)
+        .with_context(|| {
+            format!(
+                "--monitor-aggregation {:?}: expected none, low, medium or maximum",
+                args.monitor_aggregation
+            )
+        })?;
+    if args.flow_buffer == 0 {
+        bail!("--flow-buffer must be at least 1");
+    }
+    let flow_cfg = tollway_agent::flows::FlowConfig {
+        enabled: !args.no_flow_events,
+        aggregation,
+        buffer: args.flow_buffer,
+        metrics_port: (args.metrics_port != 0).then_some(args.metrics_port),
+    };
+    tollway_agent::run(lab, &args.node, flow_cfg)
         .with_context(|| format!("agent of node {} in lab {lab}", args.node))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod datapath;
 pub mod demo;
 pub mod lab;
+pub mod observe;
 pub mod policy;
 pub mod resources;
 pub mod workload;

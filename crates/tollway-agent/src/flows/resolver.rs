@@ -1,0 +1,130 @@
+//! What the flow decoder asks about addresses, sockets and identities,
+//! built from the store's snapshot ([`build`]).
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::os::unix::fs::MetadataExt;
+
+use tollway_api::Protocol;
+use tollway_flow::decode::{EndpointInfo, ServiceRef, StaticResolver};
+use tollway_flow::model::Workload;
+use tollway_lab::LabPaths;
+use tollway_lb::Applied;
+use tollway_state::Snapshot;
+
+const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
+
+/// The resolver of node `node`: every pod of the cluster by address (with
+/// its security labels, identity and owner), this node's pods by cgroup,
+/// services by frontend (cluster IPs and this node's node ports) and by
+/// the rev NAT index the maps give them (`mirror`), and every identity's
+/// labels.
+pub fn build(
+    snap: &Snapshot,
+    node: &str,
+    node_ip: Ipv4Addr,
+    paths: &LabPaths,
+    mirror: &Applied,
+) -> StaticResolver {
+    let mut r = StaticResolver::new();
+    let ns_labels: BTreeMap<&str, BTreeMap<String, String>> = snap
+        .namespaces()
+        .map(|ns| {
+            (
+                ns.metadata.name.as_str(),
+                tollway_policy::namespace_labels(ns),
+            )
+        })
+        .collect();
+    // Identity numbers by label set, from the CiliumIdentity objects.
+    let table = tollway_policy::identity_table(snap.cilium_identities());
+    for (id, labels) in &table {
+        r.identities
+            .insert(*id, labels.iter().map(ToString::to_string).collect());
+    }
+    let by_labels: BTreeMap<String, u32> = table
+        .iter()
+        .map(|(id, labels)| (label_key(labels), *id))
+        .collect();
+
+    for pod in snap.pods() {
+        let ns = pod.metadata.namespace_or_default();
+        let empty = BTreeMap::new();
+        let set = tollway_policy::pod_labels(pod, ns_labels.get(ns).unwrap_or(&empty));
+        let identity = by_labels.get(&label_key(&set)).copied().unwrap_or(0);
+        let mut labels: Vec<String> = set.iter().map(ToString::to_string).collect();
+        labels.sort();
+        let workloads = pod
+            .metadata
+            .owner_references
+            .iter()
+            .map(|o| Workload {
+                name: o.name.clone(),
+                kind: o.kind.clone(),
+            })
+            .collect();
+        let info = EndpointInfo {
+            id: 0,
+            identity,
+            ip: pod.pod_ip().and_then(|ip| ip.parse().ok()),
+            cluster_name: String::new(),
+            namespace: ns.to_string(),
+            pod_name: pod.metadata.name.clone(),
+            labels,
+            workloads,
+        };
+        if pod.spec.node_name.as_deref() == Some(node)
+            && let Ok(cg) = paths.pod_cgroup(node, ns, &pod.metadata.name)
+            && let Ok(meta) = std::fs::metadata(&cg)
+        {
+            r.add_cgroup(meta.ino(), info.clone());
+        }
+        r.add_endpoint(info);
+    }
+
+    let mut by_frontend: BTreeMap<(Ipv4Addr, u16, u8), ServiceRef> = BTreeMap::new();
+    for svc in snap.services() {
+        let sref = ServiceRef {
+            name: svc.metadata.name.clone(),
+            namespace: svc.metadata.namespace_or_default().to_string(),
+        };
+        let ips: Vec<Ipv4Addr> = svc
+            .spec
+            .cluster_ip
+            .iter()
+            .chain(svc.spec.cluster_ips.iter())
+            .filter_map(|ip| ip.parse().ok())
+            .collect();
+        for port in &svc.spec.ports {
+            let proto = match port.protocol {
+                Some(Protocol::Udp) => IPPROTO_UDP,
+                _ => IPPROTO_TCP,
+            };
+            let Ok(p) = u16::try_from(port.port) else {
+                continue;
+            };
+            for ip in &ips {
+                by_frontend.insert((*ip, p, proto), sref.clone());
+            }
+            if let Some(np) = port.node_port.and_then(|n| u16::try_from(n).ok()) {
+                by_frontend.insert((node_ip, np, proto), sref.clone());
+            }
+        }
+    }
+    for (fe, svc) in &mirror.services {
+        if let Some(sref) = by_frontend.get(&(fe.address, fe.port, fe.proto.ipproto())) {
+            r.services_by_rev_nat
+                .insert(svc.rev_nat_index, sref.clone());
+        }
+    }
+    r.services_by_frontend = by_frontend.into_iter().collect();
+    r
+}
+
+/// A label set's identity key (its labels in order).
+fn label_key(set: &tollway_policy::LabelSet) -> String {
+    let mut v: Vec<String> = set.iter().map(ToString::to_string).collect();
+    v.sort();
+    v.join(",")
+}
