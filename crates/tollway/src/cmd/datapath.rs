@@ -238,6 +238,32 @@ pub fn status(lab: &str, args: StatusArgs) -> Result<ExitCode> {
                 .map(|w| format!(" [{w}]"))
                 .unwrap_or_default()
         );
+        // Like `cilium status`'s Hubble line.
+        match &a.flows {
+            Some(f) if f.enabled => println!(
+                "Hubble:                  Ok   Current/Max Flows: {}/{} ({:.2}%), Flows seen: {}, Lost events: {}, Aggregation: {}{}",
+                f.stored,
+                f.capacity,
+                if f.capacity > 0 {
+                    f.stored as f64 * 100.0 / f.capacity as f64
+                } else {
+                    0.0
+                },
+                f.seen,
+                f.lost_events,
+                f.aggregation,
+                f.metrics
+                    .as_deref()
+                    .map(|m| format!(", Metrics: {m}"))
+                    .unwrap_or_default()
+            ),
+            Some(_) => {
+                println!("Hubble:                  Disabled (the agent runs with --no-flow-events)")
+            }
+            None => println!(
+                "Hubble:                  NOT running (the flow service did not start; see the agent's log)"
+            ),
+        }
     }
     if !args.verbose {
         return Ok(ExitCode::SUCCESS);
