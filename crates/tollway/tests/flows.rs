@@ -278,8 +278,8 @@ fn flows_answer_what_happened_to_each_connection() {
     assert!(
         by_id
             .iter()
-            .all(|f| f["source"]["identity"].to_string() == id
-                || f["destination"]["identity"].to_string() == id)
+            .all(|f| f["source"]["identity"].as_u64() == id.parse().ok()
+                || f["destination"]["identity"].as_u64() == id.parse().ok())
     );
     let drops = observe(&lab, &["--type", "drop", "--all"]);
     assert!(!drops.is_empty() && drops.iter().all(|f| f["verdict"] == "DROPPED"));
