@@ -23,12 +23,23 @@ fn netns(lab: &Lab, ns: &str, pod: &str) -> PathBuf {
 }
 
 /// Counts datagrams arriving at `port` in the pod's namespace until `stop`.
-fn receiver(ns: PathBuf, port: u16, count: Arc<AtomicU64>, ready: Arc<AtomicBool>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+fn receiver(
+    ns: PathBuf,
+    port: u16,
+    count: Arc<AtomicU64>,
+    ready: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         tollway_datapath::netns::run_in_netns(&ns, || {
             let s = UdpSocket::bind(("0.0.0.0", port)).expect("bind the receiver");
-            let _ = nix::sys::socket::setsockopt(&s, nix::sys::socket::sockopt::RcvBufForce, &(32 << 20));
-            s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+            let _ = nix::sys::socket::setsockopt(
+                &s,
+                nix::sys::socket::sockopt::RcvBufForce,
+                &(32 << 20),
+            );
+            s.set_read_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
             ready.store(true, Ordering::SeqCst);
             let mut buf = [0u8; 2048];
             while !stop.load(Ordering::SeqCst) {
@@ -37,7 +48,8 @@ fn receiver(ns: PathBuf, port: u16, count: Arc<AtomicU64>, ready: Arc<AtomicBool
                 }
             }
             // Drain what is queued.
-            s.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(300)))
+                .unwrap();
             while s.recv(&mut buf).is_ok() {
                 count.fetch_add(1, Ordering::Relaxed);
             }
@@ -82,12 +94,28 @@ fn flows_report(lab: &Lab, node: &str) -> Value {
     lab.json(&["status", "--node", node, "-o", "json"])["agent"]["flows"].clone()
 }
 
-fn round(lab: &Lab, what: &str, src: &PathBuf, dst: &PathBuf, to: SocketAddr, port: u16, secs: u64) -> (u64, u64, f64) {
+fn round(
+    lab: &Lab,
+    what: &str,
+    src: &PathBuf,
+    dst: &PathBuf,
+    to: SocketAddr,
+    port: u16,
+    secs: u64,
+) -> (u64, u64, f64) {
     let count = Arc::new(AtomicU64::new(0));
     let ready = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
-    let rx = receiver(dst.clone(), port, count.clone(), ready.clone(), stop.clone());
-    lab.eventually(Duration::from_secs(5), "receiver bound", || ready.load(Ordering::SeqCst).then_some(()));
+    let rx = receiver(
+        dst.clone(),
+        port,
+        count.clone(),
+        ready.clone(),
+        stop.clone(),
+    );
+    lab.eventually(Duration::from_secs(5), "receiver bound", || {
+        ready.load(Ordering::SeqCst).then_some(())
+    });
     let (sent, rate) = storm(src.clone(), to, secs);
     std::thread::sleep(Duration::from_millis(300));
     stop.store(true, Ordering::SeqCst);
@@ -114,17 +142,28 @@ fn an_event_storm_loses_events_not_packets() {
 
     // 1. The agent reads along.
     let (sent, got, rate1) = round(&lab, "agent running", &src, &dst, to, 53, 3);
-    assert!(got * 1000 >= sent * 995, "the datapath delivered {got} of {sent}");
+    assert!(
+        got * 1000 >= sent * 995,
+        "the datapath delivered {got} of {sent}"
+    );
 
     // 2. The agent stopped: the ring fills, the datapath goes on.
-    let pid = lab.json(&["status", "--node", "node-1", "-o", "json"])["agent"]["pid"].as_i64().unwrap() as i32;
+    let pid = lab.json(&["status", "--node", "node-1", "-o", "json"])["agent"]["pid"]
+        .as_i64()
+        .unwrap() as i32;
     let agent = nix::unistd::Pid::from_raw(pid);
     nix::sys::signal::kill(agent, nix::sys::signal::Signal::SIGSTOP).unwrap();
     let result = std::panic::catch_unwind(|| round(&lab, "agent stopped", &src, &dst, to, 53, 2));
     nix::sys::signal::kill(agent, nix::sys::signal::Signal::SIGCONT).unwrap();
     let (sent, got, rate2) = result.unwrap();
-    assert!(got * 1000 >= sent * 995, "with a full ring the datapath delivered {got} of {sent}");
-    assert!(rate2 >= rate1 * 0.8, "the sender's rate with a full ring: {rate2:.0}/s vs {rate1:.0}/s");
+    assert!(
+        got * 1000 >= sent * 995,
+        "with a full ring the datapath delivered {got} of {sent}"
+    );
+    assert!(
+        rate2 >= rate1 * 0.8,
+        "the sender's rate with a full ring: {rate2:.0}/s vs {rate1:.0}/s"
+    );
 
     // The lost events are counted and shown (status, metrics, observe).
     let report = lab.eventually(Duration::from_secs(10), "lost events reported", || {
@@ -133,7 +172,10 @@ fn an_event_storm_loses_events_not_packets() {
     });
     let lost = report["lostEvents"].as_u64().unwrap() - lost_before;
     eprintln!("lost events: {lost}; flows seen: {}", report["seen"]);
-    assert!(lost > 1000, "a 4 MiB ring of ~584-byte records holds ~7,000: {lost} lost");
+    assert!(
+        lost > 1000,
+        "a 4 MiB ring of ~584-byte records holds ~7,000: {lost} lost"
+    );
     let status = lab.ok(&["status", "--node", "node-1"]);
     assert!(status.contains("Lost events:"), "{status}");
     // The agent reads again afterwards.

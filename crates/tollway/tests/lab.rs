@@ -676,6 +676,25 @@ fn the_demo_runs_and_probes_across_nodes() {
         "bpf policy get shows the rule: {policy}"
     );
     assert!(out.contains("answered by checkout-api-"), "{out}");
+    // Step 7: the flows of both connections, as Hubble prints them.
+    let flows = out
+        .split("== 7.")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no flows step:\n{out}"));
+    let (allowed, rest) = flows.split_once("--verdict DROPPED").unwrap();
+    assert!(
+        allowed.lines().any(|l| l.contains("payments/web-frontend-")
+            && l.contains("-> payments/checkout-api-")
+            && l.contains("FORWARDED")),
+        "{flows}"
+    );
+    assert!(
+        rest.lines()
+            .any(|l| l.contains("payments/batch-reporter-") && l.contains("Policy denied DROPPED")),
+        "{flows}"
+    );
+    assert!(!flows.contains("MISSING"), "{flows}");
+    assert!(out.contains(" ui "), "the demo points to the UI: {out}");
     // The ClusterIP part: spread over both backends, and the LB map shown.
     let spread: Vec<&str> = out
         .lines()

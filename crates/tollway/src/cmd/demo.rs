@@ -268,6 +268,52 @@ pub fn run(lab_name: &str, args: DemoArgs) -> Result<ExitCode> {
         }
     }
 
+    println!("\n== 7. flows (like Hubble): tollway observe");
+    // The agents report within a few ms; give the relay a moment anyway.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let web_pod = format!("payments/{}", web.metadata.name);
+    let reporter_pod = format!("payments/{}", reporter.metadata.name);
+    println!(
+        "  tollway observe --from-pod {web_pod} --to-port 8080 --last 6   (the allowed connection)"
+    );
+    let seen_allowed = super::observe::print_flows(
+        lab_name,
+        &[
+            "--from-pod",
+            &web_pod,
+            "--to-port",
+            "8080",
+            "--verdict",
+            "FORWARDED",
+        ],
+        6,
+        "    ",
+    )?;
+    println!(
+        "  tollway observe --from-pod {reporter_pod} --verdict DROPPED --last 4   (the dropped one)"
+    );
+    let seen_dropped = super::observe::print_flows(
+        lab_name,
+        &["--from-pod", &reporter_pod, "--verdict", "DROPPED"],
+        4,
+        "    ",
+    )?;
+    println!(
+        "  tollway observe --namespace payments --protocol http   (the seed's command: HTTP flows come with the L7 proxy; none yet)"
+    );
+    super::observe::print_flows(
+        lab_name,
+        &["--namespace", "payments", "--protocol", "http"],
+        20,
+        "    ",
+    )?;
+    if seen_allowed == 0 || seen_dropped == 0 {
+        println!(
+            "  MISSING: expected flows for both connections (allowed {seen_allowed}, dropped {seen_dropped})"
+        );
+        all_ok = false;
+    }
+
     let web_name = &web.metadata.name;
     let tw = if lab_name == "default" {
         "tollway".to_string()
@@ -275,7 +321,7 @@ pub fn run(lab_name: &str, args: DemoArgs) -> Result<ExitCode> {
         format!("tollway --lab {lab_name}")
     };
     println!(
-        "\n== try next\n  {tw} get pods -n payments -o wide\n  {tw} lab exec -n payments {web_name} -- tollway workload probe http://{}:8080/echo -o json\n  {tw} logs -n payments {}\n  {tw} scale deployment/checkout-api --replicas 3 -n payments\n  {tw} label namespace payments istio.io/dataplane-mode=ambient\n  {tw} lab exec --node {node} -- tollway status --verbose\n  {tw} bpf lb list --node {node}\n  {tw} endpoint list --node {node}\n  {tw} policy trace --src-k8s-pod payments/{} --dst-k8s-pod payments/{} --dport 8080\n  {tw} lab status\n  {tw} lab down",
+        "\n== try next\n  {tw} ui   (the service map: open http://127.0.0.1:12000/?namespace=payments)\n  {tw} observe --namespace payments --follow\n  {tw} get pods -n payments -o wide\n  {tw} lab exec -n payments {web_name} -- tollway workload probe http://{}:8080/echo -o json\n  {tw} logs -n payments {}\n  {tw} scale deployment/checkout-api --replicas 3 -n payments\n  {tw} label namespace payments istio.io/dataplane-mode=ambient\n  {tw} lab exec --node {node} -- tollway status --verbose\n  {tw} bpf lb list --node {node}\n  {tw} endpoint list --node {node}\n  {tw} policy trace --src-k8s-pod payments/{} --dst-k8s-pod payments/{} --dport 8080\n  {tw} lab status\n  {tw} lab down",
         api.first().and_then(|p| p.pod_ip()).unwrap_or("POD_IP"),
         api.first()
             .map(|p| p.metadata.name.as_str())

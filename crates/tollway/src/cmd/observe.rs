@@ -209,6 +209,35 @@ fn warn_unreachable(status: &[tollway_flow::relay::NodeStatus]) {
     }
 }
 
+/// Prints, compact, the flows of lab `lab` that `filter_args` (observe's
+/// filter flags, as on the command line) select, last `last` of them;
+/// returns how many (the demo's view of `tollway observe`).
+pub(crate) fn print_flows(
+    lab: &str,
+    filter_args: &[&str],
+    last: u64,
+    indent: &str,
+) -> Result<usize> {
+    let observe = ObserveArgs {
+        filters: filters_from_argv(filter_args, SHORT)?,
+        last: Some(last),
+        ..ObserveArgs::default()
+    };
+    let req = observe.to_request(jiff::Timestamp::now())?;
+    let targets = client::lab_targets(lab).with_context(|| format!("lab {lab}"))?;
+    let (flows, status) = runtime()?.block_on(client::query_all(&targets, &req));
+    warn_unreachable(&status);
+    let mut printer = Printer::new(OutputFormat::Compact, PrintOptions::default());
+    for f in &flows {
+        let mut out = String::new();
+        printer.write(f, &mut out)?;
+        for line in out.lines() {
+            println!("{indent}{line}");
+        }
+    }
+    Ok(flows.len())
+}
+
 /// `tollway observe`.
 pub fn observe(lab: &str, args: ObserveCmd) -> Result<ExitCode> {
     let req = request(&args)?;
