@@ -8,7 +8,7 @@
 mod common;
 
 use std::net::{SocketAddr, UdpSocket};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -97,8 +97,8 @@ fn flows_report(lab: &Lab, node: &str) -> Value {
 fn round(
     lab: &Lab,
     what: &str,
-    src: &PathBuf,
-    dst: &PathBuf,
+    src: &Path,
+    dst: &Path,
     to: SocketAddr,
     port: u16,
     secs: u64,
@@ -107,7 +107,7 @@ fn round(
     let ready = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     let rx = receiver(
-        dst.clone(),
+        dst.to_path_buf(),
         port,
         count.clone(),
         ready.clone(),
@@ -116,7 +116,7 @@ fn round(
     lab.eventually(Duration::from_secs(5), "receiver bound", || {
         ready.load(Ordering::SeqCst).then_some(())
     });
-    let (sent, rate) = storm(src.clone(), to, secs);
+    let (sent, rate) = storm(src.to_path_buf(), to, secs);
     std::thread::sleep(Duration::from_millis(300));
     stop.store(true, Ordering::SeqCst);
     rx.join().unwrap();
