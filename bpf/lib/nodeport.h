@@ -444,7 +444,7 @@ static __always_inline int tw_np_xlate(struct __sk_buff *skb, struct tw_pkt *pkt
 			 * a local endpoint (the client's load balancer health
 			 * checks steer it away), and rejects the rest. */
 			if (svc.flags & TW_SVC_F_ETP_LOCAL)
-				return tw_drop_pkt(skb, pkt, TW_DROP_NO_LOCAL_BACKEND);
+				return tw_drop_pkt(skb, pkt, TW_DROP_NO_SERVICE);
 			return tw_reject(skb, pkt);
 		}
 	}
