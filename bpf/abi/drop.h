@@ -9,7 +9,7 @@
 
 #include "abi/common.h"
 
-#define TW_DROP_REASON(name, num, desc) TW_DROP_##name = num,
+#define TW_DROP_REASON(name, num, hubble, desc) TW_DROP_##name = num,
 enum tw_drop_reason {
 #include "abi/drop_reasons.def"
 };

@@ -23,11 +23,13 @@ fn main() {
         let parsed = (|| {
             let rest = rest.strip_suffix(')')?;
             let (name, rest) = rest.split_once(',')?;
-            let (num, desc) = rest.split_once(',')?;
+            let (num, rest) = rest.split_once(',')?;
+            let (hubble, desc) = rest.split_once(',')?;
             let desc = desc.trim().strip_prefix('"')?.strip_suffix('"')?;
             Some((
                 name.trim().to_string(),
                 num.trim().parse::<u8>().ok()?,
+                hubble.trim().to_string(),
                 desc.to_string(),
             ))
         })();
@@ -58,7 +60,7 @@ fn main() {
     };
     let mut out = String::new();
     out.push_str("/// Why the datapath dropped a packet (Cilium's numbers), generated from\n/// `bpf/abi/drop_reasons.def`.\n#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]\n#[repr(u8)]\npub enum DropReason {\n");
-    for (name, num, desc) in &rows {
+    for (name, num, _, desc) in &rows {
         let _ = writeln!(
             out,
             "    /// {desc} (`TW_DROP_{name}`).\n    {} = {num},",
@@ -66,11 +68,11 @@ fn main() {
         );
     }
     out.push_str("}\n\nimpl DropReason {\n    /// Every reason, in table order.\n    pub const ALL: &'static [DropReason] = &[\n");
-    for (name, _, _) in &rows {
+    for (name, _, _, _) in &rows {
         let _ = writeln!(out, "        DropReason::{},", camel(name));
     }
     out.push_str("    ];\n\n    /// The reason with this number.\n    pub fn from_code(code: u8) -> Option<DropReason> {\n        match code {\n");
-    for (name, num, _) in &rows {
+    for (name, num, _, _) in &rows {
         let _ = writeln!(
             out,
             "            {num} => Some(DropReason::{}),",
@@ -78,7 +80,7 @@ fn main() {
         );
     }
     out.push_str("            _ => None,\n        }\n    }\n\n    /// `POLICY_DENIED`, as in Cilium's metrics labels.\n    pub fn name(self) -> &'static str {\n        match self {\n");
-    for (name, _, _) in &rows {
+    for (name, _, _, _) in &rows {
         let _ = writeln!(
             out,
             "            DropReason::{} => \"{name}\",",
@@ -86,8 +88,12 @@ fn main() {
         );
     }
     out.push_str("        }\n    }\n\n    /// The description Hubble prints (`drop_reason_desc`).\n    pub fn description(self) -> &'static str {\n        match self {\n");
-    for (name, _, desc) in &rows {
+    for (name, _, _, desc) in &rows {
         let _ = writeln!(out, "            DropReason::{} => {desc:?},", camel(name));
+    }
+    out.push_str("        }\n    }\n\n    /// The name in Hubble's flow API (`drop_reason_desc`, `hubble_drop_total`'s `reason`).\n    pub fn hubble_name(self) -> &'static str {\n        match self {\n");
+    for (name, _, hubble, _) in &rows {
+        let _ = writeln!(out, "            DropReason::{} => {hubble:?},", camel(name));
     }
     out.push_str("        }\n    }\n\n    /// The number.\n    pub fn code(self) -> u8 {\n        self as u8\n    }\n}\n");
     let dest = PathBuf::from(std::env::var("OUT_DIR").unwrap_or_default()).join("drop_reasons.rs");

@@ -558,7 +558,7 @@ fn trace_is_reply(subtype: u8, flags: u8) -> Option<bool> {
 fn set_drop_reason(f: &mut Flow, reason: u8) {
     f.drop_reason = u32::from(reason);
     f.drop_reason_desc = DropReason::from_code(reason)
-        .map(|r| r.name().to_string())
+        .map(|r| r.hubble_name().to_string())
         .unwrap_or_default();
 }
 
@@ -885,7 +885,7 @@ mod tests {
         assert_eq!(f.is_reply, None);
         assert_eq!(f.summary, "TCP Flags: SYN");
         let f = decode(&tcp(TW_EV_DROP, 158, 0), &[]);
-        assert_eq!(f.drop_reason_desc, "NO_SERVICE");
+        assert_eq!(f.drop_reason_desc, "SERVICE_BACKEND_NOT_FOUND");
         assert_eq!(f.traffic_direction, TrafficDirection::Unknown);
         let f = decode(&tcp(TW_EV_DROP, 200, 0), &[]);
         assert_eq!((f.drop_reason, f.drop_reason_desc.as_str()), (200, ""));
