@@ -908,23 +908,10 @@ impl Requirement {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{CiliumEventType, Dns, Http, Ip, Layer7, Service, Tcp, Udp};
+    use crate::model::{CiliumEventType, Dns, Http, Layer7, Service, Udp};
 
     fn flow() -> Flow {
         Flow {
-            time: "2024-12-01T10:00:00Z".parse().unwrap(),
-            verdict: Verdict::Forwarded,
-            ip: Some(Ip {
-                source: "10.0.1.5".into(),
-                destination: "10.0.2.7".into(),
-                ip_version: IpVersion::V4,
-                encrypted: false,
-            }),
-            l4: Some(Layer4::Tcp(Tcp {
-                source_port: 43210,
-                destination_port: 8080,
-                flags: Some(TcpFlags::from_bits(0x12)),
-            })),
             source: Some(Endpoint {
                 identity: 12345,
                 namespace: "payments".into(),
@@ -950,7 +937,7 @@ mod tests {
             traffic_direction: TrafficDirection::Ingress,
             is_reply: Some(false),
             node_name: "node-1".into(),
-            ..Flow::default()
+            ..crate::testutil::tcp_flow("2024-12-01T10:00:00Z", 0x12)
         }
     }
 

@@ -34,3 +34,29 @@ pub use model::{Flow, FlowResponse, Verdict};
 pub use print::{OutputFormat, PrintOptions, Printer};
 pub use relay::{FollowMerger, NodeStatus, merge_by_time};
 pub use store::FlowStore;
+
+/// A flow for tests: 10.0.1.5:43210 -> 10.0.2.7:8080 over TCP, FORWARDED,
+/// at `time`, with TCP flags `flags`; tests set the rest.
+#[cfg(test)]
+pub(crate) mod testutil {
+    use crate::model::{Flow, Ip, IpVersion, Layer4, Tcp, TcpFlags, Verdict};
+
+    pub(crate) fn tcp_flow(time: &str, flags: u8) -> Flow {
+        Flow {
+            time: time.parse().expect("a test time"),
+            verdict: Verdict::Forwarded,
+            ip: Some(Ip {
+                source: "10.0.1.5".into(),
+                destination: "10.0.2.7".into(),
+                ip_version: IpVersion::V4,
+                encrypted: false,
+            }),
+            l4: Some(Layer4::Tcp(Tcp {
+                source_port: 43210,
+                destination_port: 8080,
+                flags: Some(TcpFlags::from_bits(flags)),
+            })),
+            ..Flow::default()
+        }
+    }
+}

@@ -1034,19 +1034,6 @@ mod tests {
 
     fn sample() -> Flow {
         Flow {
-            time: "2024-12-01T10:00:00.123456789Z".parse().unwrap(),
-            verdict: Verdict::Forwarded,
-            ip: Some(Ip {
-                source: "10.0.1.5".into(),
-                destination: "10.0.2.7".into(),
-                ip_version: IpVersion::V4,
-                encrypted: false,
-            }),
-            l4: Some(Layer4::Tcp(Tcp {
-                source_port: 43210,
-                destination_port: 8080,
-                flags: Some(TcpFlags::from_bits(0x12)),
-            })),
             source: Some(Endpoint {
                 id: 12,
                 identity: 12345,
@@ -1070,7 +1057,7 @@ mod tests {
             is_reply: Some(false),
             socket_cookie: 1 << 40,
             summary: "TCP Flags: SYN, ACK".into(),
-            ..Flow::default()
+            ..crate::testutil::tcp_flow("2024-12-01T10:00:00.123456789Z", 0x12)
         }
     }
 

@@ -545,26 +545,10 @@ pub fn unavailable_nodes(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{
-        CiliumEventType, Dns, FlowType, Ip, IpVersion, L7FlowType, Layer4, Layer7, Tcp, TcpFlags,
-        TrafficDirection,
-    };
+    use crate::model::{CiliumEventType, Dns, FlowType, L7FlowType, Layer7, TrafficDirection};
 
     fn base() -> Flow {
         Flow {
-            time: "2024-12-01T10:00:00.123456Z".parse().unwrap(),
-            verdict: Verdict::Forwarded,
-            ip: Some(Ip {
-                source: "10.0.1.5".into(),
-                destination: "10.0.2.7".into(),
-                ip_version: IpVersion::V4,
-                encrypted: false,
-            }),
-            l4: Some(Layer4::Tcp(Tcp {
-                source_port: 43210,
-                destination_port: 8080,
-                flags: Some(TcpFlags::from_bits(0x02)),
-            })),
             source: Some(Endpoint {
                 identity: 12345,
                 namespace: "payments".into(),
@@ -586,7 +570,7 @@ mod tests {
             traffic_direction: TrafficDirection::Ingress,
             is_reply: Some(false),
             summary: "TCP Flags: SYN".into(),
-            ..Flow::default()
+            ..crate::testutil::tcp_flow("2024-12-01T10:00:00.123456Z", 0x02)
         }
     }
 

@@ -165,10 +165,7 @@ mod tests {
         z.add_service(
             "kube-system",
             "kube-dns",
-            ServiceEntry {
-                headless: false,
-                addresses: vec![Ipv4Addr::new(10, 96, 0, 10)],
-            },
+            ServiceEntry::cluster_ip(Ipv4Addr::new(10, 96, 0, 10)),
         );
         z.add_service(
             "default",

@@ -92,6 +92,16 @@ pub struct ServiceEntry {
     pub addresses: Vec<Ipv4Addr>,
 }
 
+impl ServiceEntry {
+    /// A Service with a cluster IP.
+    pub fn cluster_ip(ip: Ipv4Addr) -> ServiceEntry {
+        ServiceEntry {
+            headless: false,
+            addresses: vec![ip],
+        }
+    }
+}
+
 /// The names served: namespaces and Services, at one store version.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Zone {
@@ -303,10 +313,7 @@ mod tests {
         z.add_service(
             "kube-system",
             "kube-dns",
-            ServiceEntry {
-                headless: false,
-                addresses: vec![Ipv4Addr::new(10, 96, 0, 10)],
-            },
+            ServiceEntry::cluster_ip(Ipv4Addr::new(10, 96, 0, 10)),
         );
         z.add_service(
             "default",
