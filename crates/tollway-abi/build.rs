@@ -93,7 +93,11 @@ fn main() {
     }
     out.push_str("        }\n    }\n\n    /// The name in Hubble's flow API (`drop_reason_desc`, `hubble_drop_total`'s `reason`).\n    pub fn hubble_name(self) -> &'static str {\n        match self {\n");
     for (name, _, hubble, _) in &rows {
-        let _ = writeln!(out, "            DropReason::{} => {hubble:?},", camel(name));
+        let _ = writeln!(
+            out,
+            "            DropReason::{} => {hubble:?},",
+            camel(name)
+        );
     }
     out.push_str("        }\n    }\n\n    /// The number.\n    pub fn code(self) -> u8 {\n        self as u8\n    }\n}\n");
     let dest = PathBuf::from(std::env::var("OUT_DIR").unwrap_or_default()).join("drop_reasons.rs");

@@ -20,7 +20,10 @@ mod tests {
         assert_eq!(DropReason::from_code(1), None);
         assert_eq!(DropReason::NoService.name(), "NO_SERVICE");
         assert_eq!(DropReason::PolicyDenied.description(), "Policy denied");
-        assert_eq!(DropReason::NoService.hubble_name(), "SERVICE_BACKEND_NOT_FOUND");
+        assert_eq!(
+            DropReason::NoService.hubble_name(),
+            "SERVICE_BACKEND_NOT_FOUND"
+        );
         assert_eq!(DropReason::PolicyDeny.hubble_name(), "POLICY_DENY");
         let mut codes: Vec<u8> = DropReason::ALL.iter().map(|r| r.code()).collect();
         codes.sort_unstable();
