@@ -83,7 +83,7 @@ struct tw_event {
 	__u8 ev_type;      /* offset 8: TW_EV_* */
 	__u8 subtype;      /* offset 9: trace point, drop reason, sock point */
 	__u8 proto;        /* offset 10: IPPROTO_* */
-	__u8 tcp_flags;    /* offset 11: the packet's TCP flags */
+	__u8 tcp_flags;    /* offset 11: TCP: the packet's flags; ICMP: its type */
 	__u32 ifindex;     /* offset 12: the device (pod veth, uplink) */
 	__be32 saddr;      /* offset 16: as the packet is seen at that point */
 	__be32 daddr;      /* offset 20 */

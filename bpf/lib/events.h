@@ -66,7 +66,7 @@ static __always_inline void tw_ev_fill(struct tw_event *ev, struct __sk_buff *sk
 	ev->ev_type = type;
 	ev->subtype = subtype;
 	ev->proto = pkt->proto;
-	ev->tcp_flags = pkt->tcp_flags;
+	ev->tcp_flags = pkt->proto == IPPROTO_ICMP ? pkt->icmp_type : pkt->tcp_flags;
 	ev->ifindex = skb->ifindex;
 	ev->saddr = pkt->saddr;
 	ev->daddr = pkt->daddr;

@@ -82,7 +82,7 @@ abi_struct! {
         pub subtype: u8,
         /// IPPROTO_*.
         pub proto: u8,
-        /// The packet's TCP flags.
+        /// TCP: the packet's flags; ICMP: its type.
         pub tcp_flags: u8,
         /// The device.
         pub ifindex: u32,

@@ -1699,6 +1699,12 @@ fn events_carry_dns_messages_and_service_translation() {
             assert_eq!(ev[0].1, query.to_vec(), "{what}: the DNS message");
         }
 
+        // ICMP: the type rides in the flags byte.
+        lab.pass(FROM, lab.a, &ping(POD_A, POD_B, true), "echo request");
+        let ev = lab.drain();
+        assert_eq!(kinds(&ev), vec![(TW_EV_TRACE, TW_TRACE_TO_STACK)]);
+        assert_eq!((ev[0].0.proto, ev[0].0.tcp_flags), (IPPROTO_ICMP, 8));
+
         // The tc path: a DNATed packet is reported as it leaves, to the
         // backend, with the frontend beside it.
         let vip = Ipv4Addr::new(10, 96, 0, 10);

@@ -293,7 +293,7 @@ impl Decoder {
             interface: interface(ctx, ev.ifindex),
             ..Flow::default()
         };
-        let (l4, summary) = l4_of(ev.proto, sport, dport, ev.tcp_flags, reply_flag);
+        let (l4, summary) = l4_of(ev.proto, sport, dport, ev.tcp_flags);
         f.l4 = l4;
         f.summary = summary;
         self.services(&mut f, ev, ctx, (saddr, sport), (daddr, dport), reply_flag);
@@ -584,16 +584,9 @@ fn service(s: ServiceRef) -> Service {
     }
 }
 
-/// L4 and Hubble's summary of it. The event does not carry the ICMP type:
-/// ICMP flows are echo requests, or echo replies when the reply bit is set
-/// (the datapath tracks echo only).
-fn l4_of(
-    proto: u8,
-    sport: u16,
-    dport: u16,
-    tcp_flags: u8,
-    reply: bool,
-) -> (Option<Layer4>, String) {
+/// L4 and Hubble's summary of it. For ICMP the event's `tcp_flags` byte
+/// carries the ICMP type (`bpf/abi/events.h`).
+fn l4_of(proto: u8, sport: u16, dport: u16, tcp_flags: u8) -> (Option<Layer4>, String) {
     match proto {
         IPPROTO_TCP => {
             let flags = TcpFlags::from_bits(tcp_flags);
@@ -615,14 +608,19 @@ fn l4_of(
             "UDP".to_string(),
         ),
         IPPROTO_ICMP => {
-            let (t, name) = if reply {
-                (0, "EchoReply")
-            } else {
-                (8, "EchoRequest")
+            let t = tcp_flags;
+            let name = match t {
+                0 => "EchoReply".to_string(),
+                3 => "DestinationUnreachable".to_string(),
+                5 => "Redirect".to_string(),
+                8 => "EchoRequest".to_string(),
+                11 => "TimeExceeded".to_string(),
+                12 => "ParameterProblem".to_string(),
+                n => format!("type {n}"),
             };
             (
                 Some(Layer4::Icmpv4(Icmp {
-                    icmp_type: t,
+                    icmp_type: u32::from(t),
                     code: 0,
                 })),
                 format!("ICMPv4 {name}"),
@@ -1066,6 +1064,7 @@ mod tests {
         ev.proto = 1;
         ev.sport = 77u16.to_be();
         ev.dport = 0;
+        ev.tcp_flags = 8; // ICMP: the type
         let f = decode(&ev, &[]);
         assert_eq!(f.summary, "ICMPv4 EchoRequest");
         assert_eq!(
@@ -1076,7 +1075,10 @@ mod tests {
             }))
         );
         ev.flags |= TW_EV_F_REPLY;
+        ev.tcp_flags = 0;
         assert_eq!(decode(&ev, &[]).summary, "ICMPv4 EchoReply");
+        ev.tcp_flags = 3;
+        assert_eq!(decode(&ev, &[]).summary, "ICMPv4 DestinationUnreachable");
         ev.proto = 47;
         let f = decode(&ev, &[]);
         assert_eq!((f.l4, f.summary.as_str()), (None, "IPv4"));

@@ -235,7 +235,8 @@ fn read_events(mut ring: aya::maps::RingBuf<aya::maps::MapData>, maps: EventMaps
                 .and_then(|(ev, payload)| decoder.decode(&ev, payload, &*resolver, &shared.node));
             drop(item);
             match flow {
-                Some(flow) => {
+                Some(mut flow) => {
+                    flow.uuid = uuid::Uuid::new_v4().to_string();
                     shared.metrics.record(&flow);
                     shared.store.push(flow);
                 }
