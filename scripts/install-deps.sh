@@ -4,7 +4,7 @@
 set -euo pipefail
 
 # The one list of system packages (CI reads it from here too).
-PACKAGES=(clang libbpf-dev iproute2 procps make gcc pkg-config iptables nftables chromium)
+PACKAGES=(clang libbpf-dev iproute2 procps make gcc pkg-config iptables nftables chromium containernetworking-plugins)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

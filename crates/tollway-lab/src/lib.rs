@@ -7,13 +7,16 @@
 //! - [`daemon`]: the per-lab control plane (scheduler, deployment
 //!   controller, garbage collector) and kubelet (pods as supervised
 //!   processes in their own namespace and cgroup).
-//! - [`ipam`]: host-local pod addresses, persisted.
+//! - [`cni`]: pod networking through the CNI plugin (`tollway cni`).
+//! - [`ipam`]: host-local pod addresses, persisted (the lab's own; pods
+//!   get theirs from the CNI plugin's IPAM).
 //! - [`sys`]: typed wrappers over iproute2, netns, cgroup v2 and processes.
 //!
 //! Invariant: nothing is ever added to the machine's root network
 //! namespace, and every name the lab makes carries its lab's prefix.
 
 pub mod addons;
+pub mod cni;
 pub mod config;
 pub mod daemon;
 mod error;

@@ -4,12 +4,15 @@
 //! pod routes everything via a link-local gateway that resolves to the
 //! host-side veth; the node routes the pod's /32 to that veth).
 //!
+//! Pods' veths are made by the CNI plugin (`tollway-cni`, called by the
+//! kubelet through [`crate::cni`]) with the same scheme.
+//!
 //! Nothing here touches the machine's root network namespace: every link is
 //! created inside a lab namespace (`ip -n NS link add ... peer ... netns NS2`).
 
 use std::net::Ipv4Addr;
 
-use crate::config::{LabConfig, NodeConfig, POD_GATEWAY};
+use crate::config::{LabConfig, NodeConfig};
 use crate::error::Result;
 use crate::paths::LabPaths;
 use crate::sys::{cmd, netns};
@@ -167,18 +170,14 @@ pub struct PodLink {
 }
 
 impl PodLink {
-    /// The link of the pod with this uid.
+    /// The link of the pod with this uid: the CNI plugin's host veth of
+    /// container `uid`, interface `eth0` (the lab uses the pod uid as the
+    /// CNI container id).
     pub fn for_uid(uid: &str) -> PodLink {
-        let h = uid.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-        });
-        let b = h.to_be_bytes();
+        let l = tollway_cni::link::host_link(uid, "eth0");
         PodLink {
-            host_if: format!("lxc{:011x}", h >> 20),
-            host_mac: format!(
-                "02:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-                b[0], b[1], b[2], b[3], b[4]
-            ),
+            host_if: l.name,
+            host_mac: l.mac,
         }
     }
 }
@@ -201,44 +200,13 @@ pub fn pod_healthy(
         .is_ok()
 }
 
-/// Create a pod's namespace and wire it to its node.
-pub fn create_pod(
-    paths: &LabPaths,
-    node: &str,
-    pod_netns: &str,
-    link: &PodLink,
-    ip: Ipv4Addr,
-) -> Result<()> {
-    let node_ns = paths.node_netns(node);
-    // Start clean: a leftover namespace or veth from a crash goes first.
+/// Create a pod's namespace, as a container runtime does before it calls
+/// the CNI plugin (which wires it to its node: [`crate::cni::add`]). A
+/// leftover namespace from a crash goes first.
+pub fn create_pod_netns(pod_netns: &str) -> Result<()> {
     netns::delete(pod_netns)?;
-    let _ = cmd::ip(Some(&node_ns), &["link", "del", &link.host_if]);
     netns::add(pod_netns)?;
-    netns::sysctls(pod_netns, COMMON_SYSCTLS)?;
-    cmd::ip_batch(
-        Some(&node_ns),
-        &[
-            format!(
-                "link add {} address {} type veth peer name eth0 netns {pod_netns}",
-                link.host_if, link.host_mac
-            ),
-            format!("link set {} up", link.host_if),
-            format!("route replace {ip}/32 dev {} scope link", link.host_if),
-        ],
-    )?;
-    cmd::ip_batch(
-        Some(pod_netns),
-        &[
-            format!("addr add {ip}/32 dev eth0"),
-            "link set eth0 up".to_string(),
-            format!("route add {POD_GATEWAY} dev eth0 scope link"),
-            format!("route add default via {POD_GATEWAY} dev eth0"),
-            format!(
-                "neigh replace {POD_GATEWAY} lladdr {} dev eth0 nud permanent",
-                link.host_mac
-            ),
-        ],
-    )
+    netns::sysctls(pod_netns, COMMON_SYSCTLS)
 }
 
 /// Remove a pod's namespace (its veth pair and the node's route go with it).

@@ -72,6 +72,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // The CNI plugin: `tollway cni` (how the lab's kubelet calls it), or
+    // this binary installed as `tollway-cni` in a runtime's CNI directory.
+    // Before clap: the plugin's interface is its environment and stdin.
+    if invoked_as_cni_plugin() {
+        return tollway_cni::main();
+    }
     let cli = Cli::parse();
     init_tracing(
         cli.debug,
@@ -106,6 +112,16 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn invoked_as_cni_plugin() -> bool {
+    let mut args = std::env::args_os();
+    let argv0 = args.next();
+    let by_name = argv0
+        .as_deref()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .is_some_and(|n| n == "tollway-cni");
+    by_name || args.next().is_some_and(|a| a == "cni")
 }
 
 /// The error and its causes on one line, skipping a cause whose text the

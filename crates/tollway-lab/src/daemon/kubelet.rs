@@ -1,5 +1,6 @@
 //! The lab's kubelet: runs the pods bound to the lab's nodes — sandbox
-//! (namespace, veth, cgroup, address), supervised containers, status, and
+//! (namespace and cgroup; veth and address by CNI ADD of the `tollway-cni`
+//! plugin, CNI DEL on teardown, CNI GC in the sweep), supervised containers, status, and
 //! graceful termination — and adopts running pods after a daemon restart.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -19,8 +20,8 @@ use tollway_state::Snapshot;
 use super::container::{self, Adopted, ContainerEvent, ContainerSpec, EventTx, RestartPolicy};
 use super::controllers::set_condition;
 use super::spec::PodContext;
+use crate::cni::{self, PodRef};
 use crate::config::LabConfig;
-use crate::ipam::Ipam;
 use crate::net::{self, PodLink};
 use crate::paths::LabPaths;
 use crate::sys::cgroup;
@@ -34,6 +35,8 @@ pub enum PodMsg {
     SandboxReady {
         /// Pod uid.
         uid: String,
+        /// The address the CNI plugin gave it.
+        ip: Ipv4Addr,
     },
     /// The sandbox could not be made.
     SandboxFailed {
@@ -73,7 +76,9 @@ struct PodRuntime {
     key: ObjectKey,
     pod: Pod,
     node: String,
-    ip: Ipv4Addr,
+    /// Known once the CNI ADD has answered (or from its IPAM, for a
+    /// sandbox that outlived the daemon).
+    ip: Option<Ipv4Addr>,
     host_ip: Ipv4Addr,
     netns: String,
     cgroup: PathBuf,
@@ -121,11 +126,6 @@ impl Kubelet {
             events,
             msgs,
         }
-    }
-
-    fn ipam(&self, node: &str) -> Option<Ipam> {
-        let n = self.cfg.nodes.iter().find(|n| n.name == node)?;
-        Some(Ipam::new(self.paths.ipam_dir(), node, n.pod_cidr))
     }
 
     /// Bring the running pods in line with the snapshot.
@@ -180,13 +180,20 @@ impl Kubelet {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let ns = pod.metadata.namespace_or_default().to_string();
         let name = pod.metadata.name.clone();
-        let ipam = self.ipam(node).ok_or_else(|| crate::LabError::NoSuchNode {
-            lab: self.paths.lab.clone(),
-            node: node.into(),
-            known: String::new(),
-        })?;
-        let ip = ipam.allocate(&uid)?;
-        let host_ip = self.cfg.node(node)?.ip;
+        let node_cfg = self.cfg.node(node)?.clone();
+        let host_ip = node_cfg.ip;
+        let stored_ip = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.pod_ip.as_deref())
+            .and_then(|s| s.parse::<Ipv4Addr>().ok());
+        // A running sandbox keeps the address the CNI plugin gave it; a new
+        // one learns it from the CNI ADD.
+        let ip = if finished {
+            stored_ip
+        } else {
+            cni::allocated_ip(&self.paths, &node_cfg, &uid)?
+        };
         let netns_name = self.paths.pod_netns(&ns, &name);
         let cg = self.paths.pod_cgroup(node, &ns, &name)?;
         let link = PodLink::for_uid(&uid);
@@ -237,7 +244,8 @@ impl Kubelet {
             self.pods.insert(uid, rt);
             return Ok(());
         }
-        let healthy = net::pod_healthy(&self.paths, node, &netns_name, &link, ip);
+        let healthy =
+            ip.is_some_and(|ip| net::pod_healthy(&self.paths, node, &netns_name, &link, ip));
         let mut adopted = BTreeMap::new();
         if healthy {
             let rel = cg
@@ -290,17 +298,29 @@ impl Kubelet {
         // A new sandbox: whatever an agent said about an earlier one is void.
         let _ = std::fs::remove_file(self.paths.endpoint_marker(node, &uid));
         let paths = self.paths.clone();
-        let node = node.to_string();
+        let exe = self.exe.clone();
         let msgs = self.msgs.clone();
         tokio::spawn(async move {
-            let r = tokio::task::spawn_blocking(move || -> crate::Result<()> {
+            let uid2 = uid.clone();
+            let r = tokio::task::spawn_blocking(move || -> crate::Result<Ipv4Addr> {
                 cgroup::kill_all(&cg, Duration::from_secs(5))?;
                 cgroup::create(&cg)?;
-                net::create_pod(&paths, &node, &netns_name, &link, ip)
+                // As a runtime does: the namespace, then CNI ADD (and DEL
+                // after a failed ADD).
+                net::create_pod_netns(&netns_name)?;
+                let pod = PodRef {
+                    uid: &uid2,
+                    namespace: &ns,
+                    name: &name,
+                    netns: &netns_name,
+                };
+                cni::add(&exe, &paths, &node_cfg, &pod).inspect_err(|_| {
+                    let _ = cni::del(&exe, &paths, &node_cfg, &pod);
+                })
             })
             .await;
             let msg = match r {
-                Ok(Ok(())) => PodMsg::SandboxReady { uid },
+                Ok(Ok(ip)) => PodMsg::SandboxReady { uid, ip },
                 Ok(Err(e)) => PodMsg::SandboxFailed {
                     uid,
                     message: e.to_string(),
@@ -317,7 +337,7 @@ impl Kubelet {
 
     fn start_containers(&mut self, uid: &str, mut adopted: BTreeMap<String, Adopted>) {
         let Some(rt) = self.pods.get(uid) else { return };
-        let ip = rt.ip.to_string();
+        let ip = rt.ip.map(|ip| ip.to_string()).unwrap_or_default();
         let host_ip = rt.host_ip.to_string();
         let ctx = PodContext {
             pod: &rt.pod,
@@ -366,7 +386,11 @@ impl Kubelet {
     /// Begin graceful termination: SIGTERM, then SIGKILL after `grace`, then
     /// tear the sandbox down.
     fn terminate(&mut self, uid: &str, grace: Duration) {
-        let ipam = self.pods.get(uid).and_then(|rt| self.ipam(&rt.node));
+        let node_cfg = self
+            .pods
+            .get(uid)
+            .and_then(|rt| self.cfg.node(&rt.node).ok().cloned());
+        let (paths, exe) = (self.paths.clone(), self.exe.clone());
         let Some(rt) = self.pods.get_mut(uid) else {
             return;
         };
@@ -377,6 +401,8 @@ impl Kubelet {
         let _ = rt.stop.send(true);
         let cg = rt.cgroup.clone();
         let netns_name = rt.netns.clone();
+        let pod_ns = rt.pod.metadata.namespace_or_default().to_string();
+        let pod_name = rt.pod.metadata.name.clone();
         let pod_dir = self.paths.pod_dir(
             rt.pod.metadata.namespace_or_default(),
             &rt.pod.metadata.name,
@@ -392,11 +418,21 @@ impl Kubelet {
             let uid2 = uid.clone();
             let _ = tokio::task::spawn_blocking(move || -> crate::Result<()> {
                 cgroup::kill_all(&cg, Duration::from_secs(10))?;
+                // As a runtime does: CNI DEL, then the namespace goes. A
+                // failed DEL is logged; the sweep's CNI GC catches up.
+                if let Some(node_cfg) = &node_cfg {
+                    let pod = PodRef {
+                        uid: &uid2,
+                        namespace: &pod_ns,
+                        name: &pod_name,
+                        netns: &netns_name,
+                    };
+                    if let Err(e) = cni::del(&exe, &paths, node_cfg, &pod) {
+                        tracing::warn!(pod = %pod_name, error = %e, "CNI DEL failed");
+                    }
+                }
                 net::delete_pod(&netns_name)?;
                 cgroup::remove_tree(&cg)?;
-                if let Some(ipam) = ipam {
-                    ipam.release(&uid2)?;
-                }
                 let _ = std::fs::remove_dir_all(&pod_dir);
                 Ok(())
             })
@@ -464,8 +500,9 @@ impl Kubelet {
     /// completely gone (to be removed from the store).
     pub fn on_pod(&mut self, msg: PodMsg) -> Option<(ObjectKey, String)> {
         match msg {
-            PodMsg::SandboxReady { uid } => {
+            PodMsg::SandboxReady { uid, ip } => {
                 let rt = self.pods.get_mut(&uid)?;
+                rt.ip = Some(ip);
                 if rt.stage == Stage::Creating {
                     // The pod's address and veth exist now; its containers
                     // start once the agent has put its endpoint in place
@@ -563,17 +600,15 @@ impl Kubelet {
                     let _ = cgroup::remove_tree(&p);
                 }
             }
-            if let Some(ipam) = self.ipam(&node.name) {
-                let live: BTreeSet<String> = snap
-                    .pods()
-                    .filter_map(|p| p.metadata.uid.clone())
-                    .chain(self.pods.keys().cloned())
-                    .collect();
-                if let Ok(allocs) = ipam.list() {
-                    for owner in allocs.values().filter(|o| !live.contains(*o)) {
-                        let _ = ipam.release(owner);
-                    }
-                }
+            // Addresses, host veths and endpoint records of pods that are
+            // gone: CNI GC with every pod still known as valid.
+            let live: BTreeSet<String> = snap
+                .pods()
+                .filter_map(|p| p.metadata.uid.clone())
+                .chain(self.pods.keys().cloned())
+                .collect();
+            if let Err(e) = cni::gc(&self.exe, &self.paths, node, &live) {
+                tracing::warn!(node = %node.name, error = %e, "CNI GC failed");
             }
         }
     }
@@ -663,10 +698,12 @@ fn status_of(rt: &PodRuntime) -> PodStatus {
         phase: phase.into(),
         conditions,
         host_ip: Some(rt.host_ip.to_string()),
-        pod_ip: Some(rt.ip.to_string()),
-        pod_ips: vec![PodIp {
-            ip: rt.ip.to_string(),
-        }],
+        pod_ip: rt.ip.map(|ip| ip.to_string()),
+        pod_ips: rt
+            .ip
+            .iter()
+            .map(|ip| PodIp { ip: ip.to_string() })
+            .collect(),
         start_time: Some(rt.start_time),
         container_statuses: statuses,
         reason: rt
