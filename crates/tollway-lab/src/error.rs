@@ -115,14 +115,6 @@ pub enum LabError {
         "no cgroup2 filesystem is mounted (looked in /proc/self/mountinfo); mount one with `mount -t cgroup2 none /sys/fs/cgroup/unified`"
     )]
     NoCgroup2,
-    /// The pod CIDR of a node is exhausted.
-    #[error("node {node}: pod CIDR {cidr} has no free address")]
-    IpamFull {
-        /// The node.
-        node: String,
-        /// Its CIDR.
-        cidr: String,
-    },
     /// The store failed.
     #[error(transparent)]
     State(#[from] tollway_state::StateError),

@@ -8,8 +8,6 @@
 //!   controller, garbage collector) and kubelet (pods as supervised
 //!   processes in their own namespace and cgroup).
 //! - [`cni`]: pod networking through the CNI plugin (`tollway cni`).
-//! - [`ipam`]: host-local pod addresses, persisted (the lab's own; pods
-//!   get theirs from the CNI plugin's IPAM).
 //! - [`sys`]: typed wrappers over iproute2, netns, cgroup v2 and processes.
 //!
 //! Invariant: nothing is ever added to the machine's root network
@@ -20,7 +18,6 @@ pub mod cni;
 pub mod config;
 pub mod daemon;
 mod error;
-pub mod ipam;
 pub mod lab;
 pub mod net;
 pub mod paths;

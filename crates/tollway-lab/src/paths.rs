@@ -63,10 +63,6 @@ impl LabPaths {
     pub fn store_dir(&self) -> PathBuf {
         self.dir.join("store")
     }
-    /// IPAM files, one per node.
-    pub fn ipam_dir(&self) -> PathBuf {
-        self.dir.join("ipam")
-    }
     /// A pod's directory (logs).
     pub fn pod_dir(&self, namespace: &str, name: &str) -> PathBuf {
         self.dir.join("pods").join(namespace).join(name)
