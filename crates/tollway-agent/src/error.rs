@@ -7,6 +7,22 @@ pub enum AgentError {
     /// The store failed.
     #[error(transparent)]
     State(#[from] tollway_state::StateError),
+    /// The Kubernetes source could not start.
+    #[error(transparent)]
+    Kube(#[from] tollway_kube::KubeError),
+    /// bpffs could not be mounted (Kubernetes mode; the lab mounts it).
+    #[error(transparent)]
+    Bpffs(#[from] tollway_datapath::bpffs::BpffsError),
+    /// The Node object's InternalIP is not an IPv4 address.
+    #[error(
+        "node {node}: InternalIP {address:?} is not an IPv4 address (the datapath is IPv4 only)"
+    )]
+    NodeAddress {
+        /// The node.
+        node: String,
+        /// The address found.
+        address: String,
+    },
     /// Loading or attaching programs failed.
     #[error(transparent)]
     Load(#[from] tollway_datapath::lb::LoadError),
@@ -37,6 +53,12 @@ pub enum AgentError {
         ifname: String,
         /// Node.
         node: String,
+    },
+    /// The kernel lacks what the datapath needs.
+    #[error("the kernel cannot run Tollway's datapath: {}", problems.join("; "))]
+    Kernel {
+        /// Each missing feature, with what to do.
+        problems: Vec<String>,
     },
     /// A thread could not be started.
     #[error("cannot start the {what} thread: {source}")]

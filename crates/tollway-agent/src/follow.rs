@@ -1,7 +1,13 @@
-//! Following the store: a local mirror of every object, kept up to date
-//! from the store's journal (only the changes are read), and a wait that
-//! wakes on the store's version file changing (inotify), so that a change
-//! reaches the datapath in microseconds rather than a polling period.
+//! Where the agent's loop reads the desired state: a [`ChangeSource`]
+//! keeps a mirror of every object and says what changed since it was last
+//! asked.
+//!
+//! - [`Follower`], the lab's store: the mirror is kept up to date from the
+//!   store's journal (only the changes are read), and the wait wakes on the
+//!   store's version file changing (inotify), so that a change reaches the
+//!   datapath in microseconds rather than a polling period.
+//! - [`tollway_kube::KubeSource`], the Kubernetes API: watchers on their own
+//!   thread send changes through a channel, the wait blocks on it.
 
 use std::os::fd::AsFd;
 use std::time::Duration;
@@ -10,6 +16,27 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use tollway_api::{Kind, Object, ObjectKey, Pod};
 use tollway_state::{Event, FileStore, Snapshot, StateError, WatchResult, Watcher};
+
+use crate::error::AgentError;
+
+/// A mirror of the desired state that says what changed.
+pub trait ChangeSource {
+    /// The mirror.
+    fn snapshot(&self) -> &Snapshot;
+    /// Bring the mirror up to date; what changed.
+    fn poll(&mut self) -> Result<Change, AgentError>;
+    /// Block until something may have changed, or `timeout` passes.
+    fn wait(&mut self, timeout: Duration);
+    /// The source's health for the status (None: nothing to report, as
+    /// for the lab's store).
+    fn report(&self) -> Option<tollway_kube::KubeReport> {
+        None
+    }
+    /// The agent applied a change of pods or other objects: a source that
+    /// allocates identities asks for those `node`'s pods lack (the lab's
+    /// daemon allocates them itself).
+    fn changed(&mut self, _node: &str) {}
+}
 
 /// What changed since the last poll.
 #[derive(Debug, Default)]
@@ -122,6 +149,55 @@ impl Follower {
                 self.snap.resource_version = rv;
                 Ok(Change::Delta(d))
             }
+        }
+    }
+}
+
+impl ChangeSource for Follower {
+    fn snapshot(&self) -> &Snapshot {
+        Follower::snapshot(self)
+    }
+
+    fn poll(&mut self) -> Result<Change, AgentError> {
+        Ok(Follower::poll(self)?)
+    }
+
+    fn wait(&mut self, timeout: Duration) {
+        Follower::wait(self, timeout);
+    }
+}
+
+impl ChangeSource for tollway_kube::KubeSource {
+    fn snapshot(&self) -> &Snapshot {
+        tollway_kube::KubeSource::snapshot(self)
+    }
+
+    /// The watchers' changes, as the follower's delta. Changes of raw
+    /// objects only (EndpointSlices: the agent computes endpoints from
+    /// pods) are no change to the agent.
+    fn poll(&mut self) -> Result<Change, AgentError> {
+        Ok(match tollway_kube::KubeSource::poll(self) {
+            tollway_kube::Polled::Changed(c) if !c.typed_is_empty() => Change::Delta(Delta {
+                services: c.services,
+                pods: c.pods,
+                others: c.others,
+            }),
+            tollway_kube::Polled::Changed(_) | tollway_kube::Polled::None => Change::None,
+        })
+    }
+
+    fn wait(&mut self, timeout: Duration) {
+        tollway_kube::KubeSource::wait(self, timeout);
+    }
+
+    fn report(&self) -> Option<tollway_kube::KubeReport> {
+        Some(tollway_kube::KubeSource::report(self))
+    }
+
+    fn changed(&mut self, node: &str) {
+        let n = self.request_missing_identities(node);
+        if n > 0 {
+            tracing::debug!(label_sets = n, "asked for identities");
         }
     }
 }

@@ -9,6 +9,12 @@
 //! ([`tollway_lb::plan`]) and executes it in the planner's order; it puts
 //! the pod programs on new pods' veths; it sweeps expired conntrack entries
 //! on an adaptive interval; and it writes a status file for `tollway status`.
+//!
+//! The loop reads the desired state through a [`ChangeSource`]: the lab's
+//! store ([`Follower`], [`run`]) or the Kubernetes API
+//! ([`tollway_kube::KubeSource`], [`run_kubernetes`], `tollway agent
+//! --kubernetes`), which also allocates the identities of the node's pods
+//! and reports its connection in the status.
 
 pub mod ctgc;
 mod error;
@@ -21,6 +27,7 @@ pub mod status;
 mod sync;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -28,12 +35,14 @@ use std::time::{Duration, Instant};
 use tollway_abi::{Config, TW_CFG_F_NODEPORT, TW_CFG_F_SOCK_LB, be32};
 use tollway_datapath::lb::{LbMaps, LoadOptions, NodeDatapath, SOCK_PROGRAMS, TC_PROGRAMS};
 use tollway_lab::net::PodLink;
-use tollway_lab::{LabConfig, LabPaths};
+use tollway_lab::{LabConfig, LabPaths, LbSettings};
 use tollway_lb::{Algorithm, Applied, LbConfig, NodeContext};
 use tollway_state::{FileStore, Snapshot};
 
 pub use error::AgentError;
+pub use follow::{Change, ChangeSource, Delta, Follower};
 pub use status::AgentStatus;
+pub use tollway_kube::KubeReport;
 
 /// The uplink of a lab node.
 pub const UPLINK: &str = "eth0";
@@ -84,6 +93,30 @@ fn ifindex(name: &str) -> Option<u32> {
     nix::net::if_::if_nametoindex(name).ok()
 }
 
+/// Where the socket-LB programs attach.
+enum CgroupSpec {
+    /// The lab node's cgroup (`tollway/<lab>/node_<node>`).
+    LabNode,
+    /// This cgroup (Kubernetes: the cgroup2 root, every pod below it).
+    Path(PathBuf),
+}
+
+/// What the agent needs to know about its node, wherever it comes from:
+/// the lab's configuration ([`run`]) or the Node object and flags
+/// ([`run_kubernetes`]).
+struct NodeSetup {
+    node: String,
+    node_ip: Ipv4Addr,
+    uplink: String,
+    /// Pins (`/sys/fs/bpf/tollway/<lab or cluster>/<node>`), the node's
+    /// directory (status, flows.sock, endpoint markers) and the lab's
+    /// naming of pod cgroups.
+    paths: LabPaths,
+    cgroup: CgroupSpec,
+    lb: LbSettings,
+    node_port_range: String,
+}
+
 /// Run the agent of `node` in lab `lab` until it is killed. The caller must
 /// already be in the node's network namespace.
 pub fn run(lab: &str, node: &str, flow_cfg: flows::FlowConfig) -> Result<(), AgentError> {
@@ -92,32 +125,154 @@ pub fn run(lab: &str, node: &str, flow_cfg: flows::FlowConfig) -> Result<(), Age
         .ok_or_else(|| tollway_lab::LabError::NoSuchLab { name: lab.into() })?;
     let node_cfg = cfg.node(node)?.clone();
     let store = FileStore::open(&paths.store_dir())?;
+    let setup = NodeSetup {
+        node: node.into(),
+        node_ip: node_cfg.ip,
+        uplink: UPLINK.into(),
+        paths,
+        cgroup: CgroupSpec::LabNode,
+        lb: cfg.lb.clone(),
+        node_port_range: format!(
+            "{}-{}",
+            cfg.cluster.node_port_range.start(),
+            cfg.cluster.node_port_range.end()
+        ),
+    };
+    let mut agent = start(setup, flow_cfg)?;
+    let mut follower = follow::Follower::new(&store)?;
+    agent.loop_forever(&mut follower)
+}
+
+/// `tollway agent --kubernetes`: what the lab would otherwise provide.
+#[derive(Debug, Clone)]
+pub struct KubeOptions {
+    /// This node's name (the Node object's).
+    pub node: String,
+    /// A kubeconfig; None: in-cluster, else what kube's `Config::infer`
+    /// finds.
+    pub kubeconfig: Option<PathBuf>,
+    /// The cluster's name: pins under `/sys/fs/bpf/tollway/<cluster>/<node>`,
+    /// state under `$TOLLWAY_STATE_DIR/labs/<cluster>/nodes/<node>`.
+    pub cluster: String,
+    /// The uplink interface (NodePort, SNAT).
+    pub uplink: String,
+    /// The cgroup the socket LB attaches to (None: the cgroup2 root).
+    pub cgroup: Option<PathBuf>,
+    /// Load-balancing settings.
+    pub lb: LbSettings,
+    /// The API server's node port range, for the status.
+    pub node_port_range: String,
+}
+
+/// Run the agent of a Kubernetes node until it is killed, fed by the API
+/// server's watches ([`tollway_kube::KubeSource`]). It first waits (as
+/// long as it takes) for every kind's first list and for its Node object,
+/// which gives the node's address; until then it does not touch the maps,
+/// so a datapath an earlier agent left keeps forwarding.
+pub fn run_kubernetes(opts: KubeOptions, flow_cfg: flows::FlowConfig) -> Result<(), AgentError> {
+    let spec = match &opts.kubeconfig {
+        Some(p) => tollway_kube::ClientSpec::Kubeconfig(p.clone()),
+        None => tollway_kube::ClientSpec::Infer,
+    };
+    let mut source = tollway_kube::KubeSource::start(spec, tollway_kube::SourceOptions::default())?;
+    let node_ip = wait_for_node(&mut source, &opts.node)?;
+    tollway_datapath::bpffs::ensure_bpffs(std::path::Path::new(
+        tollway_datapath::bpffs::BPFFS_MOUNT,
+    ))?;
+    let cgroup = match opts.cgroup {
+        Some(p) => p,
+        None => tollway_lab::sys::cgroup::mount_point()?,
+    };
+    let setup = NodeSetup {
+        node: opts.node,
+        node_ip,
+        uplink: opts.uplink,
+        paths: LabPaths::new(&opts.cluster),
+        cgroup: CgroupSpec::Path(cgroup),
+        lb: opts.lb,
+        node_port_range: opts.node_port_range,
+    };
+    let mut agent = start(setup, flow_cfg)?;
+    agent.loop_forever(&mut source)
+}
+
+/// Wait until every kind is listed and `node`'s Node object has an IPv4
+/// InternalIP; returns it.
+fn wait_for_node(
+    source: &mut tollway_kube::KubeSource,
+    node: &str,
+) -> Result<Ipv4Addr, AgentError> {
+    let mut last_log = Instant::now();
+    loop {
+        source.wait(Duration::from_millis(500));
+        source.poll();
+        if source.synced() {
+            let found = source.snapshot().nodes().find(|n| n.metadata.name == node);
+            if let Some(address) = found.and_then(|n| n.internal_ip()) {
+                let ip = address
+                    .parse::<Ipv4Addr>()
+                    .map_err(|_| AgentError::NodeAddress {
+                        node: node.into(),
+                        address: address.into(),
+                    })?;
+                let pod_cidr = found.and_then(|n| n.spec.pod_cidr.clone());
+                tracing::info!(node, %ip, pod_cidr = pod_cidr.as_deref().unwrap_or("none"), "found this node");
+                return Ok(ip);
+            }
+        }
+        if last_log.elapsed() >= Duration::from_secs(10) {
+            let r = source.report();
+            tracing::warn!(
+                node,
+                synced = r.synced,
+                connected = r.connected,
+                error = r.last_error.as_deref().unwrap_or(""),
+                "waiting for the Kubernetes API and this node's Node object (with an InternalIP)"
+            );
+            last_log = Instant::now();
+        }
+    }
+}
+
+/// Load the datapath and adopt the maps an earlier agent left.
+fn start(setup: NodeSetup, flow_cfg: flows::FlowConfig) -> Result<Agent, AgentError> {
+    let node = setup.node.as_str();
+    let paths = setup.paths;
     let node_dir = paths.node_dir(node);
     let pin_dir = paths.bpf_node_dir(node);
-    let algorithm = if cfg.lb.algorithm == "maglev" {
+    let algorithm = if setup.lb.algorithm == "maglev" {
         Algorithm::Maglev
     } else {
         Algorithm::Random
     };
     let lb_cfg = LbConfig {
         default_algorithm: algorithm,
-        maglev_m: cfg.lb.maglev_table_size,
+        maglev_m: setup.lb.maglev_table_size,
     };
     if !tollway_lb::is_prime(lb_cfg.maglev_m) {
         return Err(AgentError::MaglevSize { m: lb_cfg.maglev_m });
     }
 
+    // The kernel first: one clear error per missing feature, not a
+    // verifier log.
+    let problems = tollway_datapath::probe::probe();
+    if !problems.is_empty() {
+        return Err(AgentError::Kernel {
+            problems: problems.iter().map(ToString::to_string).collect(),
+        });
+    }
     let mut datapath = NodeDatapath::load(&LoadOptions {
         pin_dir: pin_dir.clone(),
     })?;
     let mut maps = LbMaps::open(&pin_dir)?;
     let policy = policy::PolicySync::open(&pin_dir)?;
-    let uplink_ifindex = ifindex(UPLINK).ok_or_else(|| AgentError::NoInterface {
-        ifname: UPLINK.into(),
+    let uplink = setup.uplink.as_str();
+    let uplink_ifindex = ifindex(uplink).ok_or_else(|| AgentError::NoInterface {
+        ifname: uplink.into(),
         node: node.into(),
     })?;
     let nodeport = datapath.has("nodeport");
-    let socket_lb = cfg.lb.socket_lb && datapath.has("sock");
+    let socket_lb = setup.lb.socket_lb && datapath.has("sock");
     let mut flags = 0;
     if socket_lb {
         flags |= TW_CFG_F_SOCK_LB;
@@ -126,7 +281,7 @@ pub fn run(lab: &str, node: &str, flow_cfg: flows::FlowConfig) -> Result<(), Age
         flags |= TW_CFG_F_NODEPORT;
     }
     maps.set_config(&Config {
-        node_ip: be32(node_cfg.ip),
+        node_ip: be32(setup.node_ip),
         maglev_m: lb_cfg.maglev_m,
         flags,
         uplink_ifindex,
@@ -135,16 +290,19 @@ pub fn run(lab: &str, node: &str, flow_cfg: flows::FlowConfig) -> Result<(), Age
         ..Default::default()
     })?;
     let mut programs = Vec::new();
-    if datapath.attach_uplink(UPLINK)?.is_some() {
+    if datapath.attach_uplink(uplink)?.is_some() {
         for (_, p, hook) in TC_PROGRAMS.iter().filter(|(o, _, _)| *o == "nodeport") {
             programs.push(status::ProgramAttachment {
                 program: (*p).into(),
                 hook: format!("tc {hook}"),
-                targets: vec![UPLINK.into()],
+                targets: vec![uplink.into()],
             });
         }
     }
-    let node_cgroup = paths.node_cgroup(node)?;
+    let node_cgroup = match setup.cgroup {
+        CgroupSpec::LabNode => paths.node_cgroup(node)?,
+        CgroupSpec::Path(p) => p,
+    };
     if socket_lb && datapath.attach_cgroup(&node_cgroup)?.is_some() {
         for (_, p, hook) in SOCK_PROGRAMS {
             programs.push(status::ProgramAttachment {
@@ -158,7 +316,7 @@ pub fn run(lab: &str, node: &str, flow_cfg: flows::FlowConfig) -> Result<(), Age
     let mut mirror = sync::read_applied(&maps)?;
     mirror.rebuild_indexes();
     tracing::info!(
-        lab,
+        lab = %paths.lab,
         node,
         frontends = mirror.services.len(),
         backends = mirror.backends.len(),
@@ -168,17 +326,13 @@ pub fn run(lab: &str, node: &str, flow_cfg: flows::FlowConfig) -> Result<(), Age
         node: node.into(),
         pid: std::process::id(),
         started: now_rfc3339(),
-        node_ip: node_cfg.ip.to_string(),
-        uplink: UPLINK.into(),
-        algorithm: cfg.lb.algorithm.clone(),
+        node_ip: setup.node_ip.to_string(),
+        uplink: uplink.into(),
+        algorithm: setup.lb.algorithm.clone(),
         maglev_table_size: lb_cfg.maglev_m,
         socket_lb,
         nodeport,
-        node_port_range: format!(
-            "{}-{}",
-            cfg.cluster.node_port_range.start(),
-            cfg.cluster.node_port_range.end()
-        ),
+        node_port_range: setup.node_port_range.clone(),
         programs: programs.clone(),
         pin_dir: pin_dir.display().to_string(),
         gc: status::GcReport {
@@ -195,14 +349,14 @@ pub fn run(lab: &str, node: &str, flow_cfg: flows::FlowConfig) -> Result<(), Age
             None
         }
     };
-    let mut agent = Agent {
+    Ok(Agent {
         node: node.into(),
         paths,
         node_dir,
         lb_cfg,
         node_ctx: NodeContext {
             node_name: node.into(),
-            node_ip: node_cfg.ip,
+            node_ip: setup.node_ip,
         },
         base_programs: programs,
         datapath,
@@ -217,14 +371,17 @@ pub fn run(lab: &str, node: &str, flow_cfg: flows::FlowConfig) -> Result<(), Age
         flows,
         resolver_dirty: true,
         last_resolver: Instant::now(),
-    };
-    agent.loop_forever(&store)
+    })
 }
 
 impl Agent {
-    fn loop_forever(&mut self, store: &FileStore) -> Result<(), AgentError> {
-        let mut follower = follow::Follower::new(store)?;
+    fn loop_forever(&mut self, follower: &mut dyn follow::ChangeSource) -> Result<(), AgentError> {
+        self.status.kubernetes = follower.report();
         self.full_sync(follower.snapshot());
+        follower.changed(&self.node);
+        if let Some(f) = &self.flows {
+            f.set_ready();
+        }
         let mut last_full = Instant::now();
         let mut next_gc = Instant::now() + ctgc::START_INTERVAL;
         let mut last_beat = Instant::now();
@@ -245,14 +402,20 @@ impl Agent {
             .min()
             .unwrap_or(now + HEARTBEAT);
             follower.wait(wake.saturating_duration_since(now).min(HEARTBEAT));
-            match follower.poll()? {
+            let change = follower.poll()?;
+            self.status.kubernetes = follower.report();
+            match change {
                 follow::Change::None if last_full.elapsed() < RESYNC => {}
                 follow::Change::None | follow::Change::Full => {
                     self.full_sync(follower.snapshot());
                     last_full = Instant::now();
+                    follower.changed(&self.node);
                 }
                 follow::Change::Delta(delta) => {
                     self.delta_sync(follower.snapshot(), &delta);
+                    if !delta.pods.is_empty() || !delta.others.is_empty() {
+                        follower.changed(&self.node);
+                    }
                 }
             }
             if self.resolver_dirty && self.last_resolver.elapsed() >= RESOLVER_THROTTLE {

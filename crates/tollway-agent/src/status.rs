@@ -108,6 +108,9 @@ pub struct AgentStatus {
     /// The flow service (None: it did not start).
     #[serde(default)]
     pub flows: Option<crate::flows::FlowsReport>,
+    /// The Kubernetes API source (`agent --kubernetes`; None for a lab).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<tollway_kube::KubeReport>,
 }
 
 /// Size and use of one map.

@@ -10,6 +10,7 @@
 //!   (`/sys/fs/bpf/tollway/<lab>/<node>`).
 //! * [`netns`] runs code inside a named network namespace on a dedicated
 //!   thread.
+//! * [`probe`] checks the kernel's features at start-up.
 //! * [`testutil`] builds test packets by hand.
 //!
 //! Structs shared with the programs come from [`tollway_abi`].
@@ -18,6 +19,7 @@ pub mod bpffs;
 pub mod lb;
 pub mod netns;
 mod pass;
+pub mod probe;
 pub mod testutil;
 
 pub use pass::{PassProgram, TestRunResult, read_pinned_stats};

@@ -64,14 +64,20 @@ fn verdicts(flows: &[Value]) -> BTreeSet<String> {
         .collect()
 }
 
-/// GET `path` on the node's metrics port, from inside its namespace.
+/// GET /metrics on the node's metrics port, from inside its namespace.
 fn scrape(lab: &Lab, node: &str) -> String {
+    http_get(lab, node, "127.0.0.1:9965", "/metrics")
+}
+
+/// GET `path` at `addr` from inside the node's namespace; the body of a
+/// 200 answer.
+fn http_get(lab: &Lab, node: &str, addr: &'static str, path: &'static str) -> String {
     let ns = format!("/run/netns/tw_{}_node_{node}", lab.name);
     let out = std::thread::spawn(move || {
         tollway_datapath::netns::run_in_netns(std::path::Path::new(&ns), || {
-            let mut s = std::net::TcpStream::connect("127.0.0.1:9965").expect("metrics port");
+            let mut s = std::net::TcpStream::connect(addr).expect("the agent's port");
             s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+            s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
                 .unwrap();
             let mut body = String::new();
             s.read_to_string(&mut body).unwrap();
@@ -403,6 +409,18 @@ fn flows_answer_what_happened_to_each_connection() {
         lag < jiff::SignedDuration::from_secs(1),
         "followed after {lag:#}"
     );
+
+    // The agents' probes (what the DaemonSet's liveness/readiness ask).
+    for node in NODES {
+        assert_eq!(
+            http_get(&lab, node, "127.0.0.1:9879", "/healthz").trim(),
+            "ok"
+        );
+        assert_eq!(
+            http_get(&lab, node, "127.0.0.1:9879", "/readyz").trim(),
+            "ready"
+        );
+    }
 
     // Metrics with Hubble's names, parsed by a Prometheus text parser.
     let text = scrape(&lab, "node-2");

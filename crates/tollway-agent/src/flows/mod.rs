@@ -29,6 +29,8 @@ use crate::error::AgentError;
 pub const DEFAULT_BUFFER: usize = 4095;
 /// The port of Hubble's metrics server.
 pub const METRICS_PORT: u16 = 9965;
+/// The agent's health port (`/healthz`, `/readyz`; Cilium's is 9879).
+pub const HEALTH_PORT: u16 = 9879;
 /// Hubble's name for events the datapath's ring had no room for.
 pub const LOST_SOURCE_DATAPATH: &str = "PERF_EVENT_RING_BUFFER";
 /// Hubble's name for flows the flow ring overwrote before a reader saw them.
@@ -45,6 +47,9 @@ pub struct FlowConfig {
     pub buffer: usize,
     /// Where the metrics are served (`None`: not at all).
     pub metrics_port: Option<u16>,
+    /// Where `/healthz` and `/readyz` are served on 127.0.0.1 (`None`: not
+    /// at all).
+    pub health_port: Option<u16>,
 }
 
 impl Default for FlowConfig {
@@ -54,6 +59,7 @@ impl Default for FlowConfig {
             aggregation: tollway_abi::TW_AGG_MEDIUM,
             buffer: DEFAULT_BUFFER,
             metrics_port: Some(METRICS_PORT),
+            health_port: Some(HEALTH_PORT),
         }
     }
 }
@@ -92,6 +98,8 @@ pub struct Shared {
     pub metrics: FlowMetrics,
     lost: AtomicU64,
     undecodable: AtomicU64,
+    /// The agent has done its first full sync (`/readyz`).
+    ready: std::sync::atomic::AtomicBool,
     node: String,
 }
 
@@ -138,6 +146,7 @@ impl FlowService {
             metrics: FlowMetrics::new(node),
             lost: AtomicU64::new(0),
             undecodable: AtomicU64::new(0),
+            ready: std::sync::atomic::AtomicBool::new(false),
             node: node.to_string(),
         });
         let reader_shared = shared.clone();
@@ -150,13 +159,25 @@ impl FlowService {
             })?;
         let socket = socket_path(node_dir);
         let metrics_addr = config.metrics_port.map(|p| format!("0.0.0.0:{p}"));
-        server::spawn(shared.clone(), socket.clone(), metrics_addr.clone())?;
+        let health_addr = config.health_port.map(|p| format!("127.0.0.1:{p}"));
+        server::spawn(
+            shared.clone(),
+            socket.clone(),
+            metrics_addr.clone(),
+            health_addr,
+        )?;
         Ok(FlowService {
             shared,
             config,
             socket,
             metrics_addr,
         })
+    }
+
+    /// Says the agent is ready (its first full sync is done): `/readyz`
+    /// answers 200 from now on.
+    pub fn set_ready(&self) {
+        self.shared.ready.store(true, Ordering::Relaxed);
     }
 
     /// Replaces the decoder's view of the cluster.

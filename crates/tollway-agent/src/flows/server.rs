@@ -13,6 +13,8 @@
 //!   follower saw them.
 //! - `GET /v1/status`: the node's flow counters as JSON.
 //! - `GET /metrics`: Hubble's metrics, Prometheus text format.
+//! - `GET /healthz` (the agent's process answers) and `GET /readyz` (its
+//!   first full sync is done), also on 127.0.0.1:9879 for probes.
 
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -72,6 +74,7 @@ pub fn spawn(
     shared: Arc<Shared>,
     socket: PathBuf,
     metrics_addr: Option<String>,
+    health_addr: Option<String>,
 ) -> Result<(), AgentError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -90,24 +93,28 @@ pub fn spawn(
         tokio::net::UnixListener::bind(&socket)
             .map_err(|e| listen(&socket.display().to_string(), e))?
     };
-    let tcp = match &metrics_addr {
-        Some(addr) => {
-            let l = std::net::TcpListener::bind(addr).map_err(|e| listen(addr, e))?;
-            l.set_nonblocking(true).map_err(|e| listen(addr, e))?;
-            Some(l)
+    let bind = |addr: &Option<String>| -> Result<Option<std::net::TcpListener>, AgentError> {
+        match addr {
+            Some(addr) => {
+                let l = std::net::TcpListener::bind(addr).map_err(|e| listen(addr, e))?;
+                l.set_nonblocking(true).map_err(|e| listen(addr, e))?;
+                Ok(Some(l))
+            }
+            None => Ok(None),
         }
-        None => None,
     };
+    let tcp = bind(&metrics_addr)?;
+    let health = bind(&health_addr)?;
     std::thread::Builder::new()
         .name("flow-server".into())
         .spawn(move || {
             rt.block_on(async move {
-                if let Some(tcp) = tcp {
-                    match tokio::net::TcpListener::from_std(tcp) {
+                for l in [tcp, health].into_iter().flatten() {
+                    match tokio::net::TcpListener::from_std(l) {
                         Ok(l) => {
                             tokio::spawn(accept_tcp(l, shared.clone()));
                         }
-                        Err(e) => tracing::warn!(error = %e, "metrics listener"),
+                        Err(e) => tracing::warn!(error = %e, "metrics/health listener"),
                     }
                 }
                 accept_unix(unix, shared).await;
@@ -178,7 +185,19 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Result<Reply, In
             full(StatusCode::OK, "application/json", body.to_string())
         }
         (Method::POST, "/v1/flows") => flows(req, shared).await,
-        (_, "/metrics" | "/v1/status" | "/v1/flows") => {
+        (Method::GET, "/healthz") => full(StatusCode::OK, "text/plain", "ok\n"),
+        (Method::GET, "/readyz") => {
+            if shared.ready.load(std::sync::atomic::Ordering::Relaxed) {
+                full(StatusCode::OK, "text/plain", "ready\n")
+            } else {
+                full(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    "the first sync is not done\n",
+                )
+            }
+        }
+        (_, "/metrics" | "/v1/status" | "/v1/flows" | "/healthz" | "/readyz") => {
             error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
         }
         _ => error(StatusCode::NOT_FOUND, "no such path"),

@@ -58,9 +58,43 @@ pub(crate) fn json_flag(output: &Option<String>) -> Result<bool> {
 /// `tollway agent`.
 #[derive(Args, Debug)]
 pub struct AgentArgs {
-    /// The node this agent serves.
-    #[arg(long)]
+    /// The node this agent serves (with --kubernetes: the Node object's
+    /// name, as the downward API gives it in $K8S_NODE_NAME).
+    #[arg(long, visible_alias = "node-name", env = "K8S_NODE_NAME")]
     node: String,
+    /// Follow the Kubernetes API (watches) instead of the lab's store.
+    #[arg(long)]
+    kubernetes: bool,
+    /// With --kubernetes: this kubeconfig (default: the in-cluster
+    /// configuration, else $KUBECONFIG or ~/.kube/config).
+    #[arg(long, requires = "kubernetes")]
+    kubeconfig: Option<std::path::PathBuf>,
+    /// With --kubernetes: the cluster's name, which names the pin directory
+    /// /sys/fs/bpf/tollway/<cluster>/<node> and the state directory (what
+    /// --lab names for a lab).
+    #[arg(long, env = "TOLLWAY_CLUSTER_NAME", default_value = "kubernetes")]
+    cluster_name: String,
+    /// With --kubernetes: the node's uplink interface (NodePort, SNAT).
+    #[arg(long, requires = "kubernetes", default_value = tollway_agent::UPLINK)]
+    uplink: String,
+    /// With --kubernetes: the cgroup the socket LB attaches to (default:
+    /// the cgroup2 root, so every pod is below it).
+    #[arg(long, requires = "kubernetes")]
+    socket_lb_cgroup: Option<std::path::PathBuf>,
+    /// With --kubernetes: the default backend selection, random or maglev
+    /// (a lab's comes from `lab up`).
+    #[arg(long, requires = "kubernetes", default_value = "random")]
+    lb_algorithm: String,
+    /// With --kubernetes: the Maglev table size (a prime).
+    #[arg(long, requires = "kubernetes", default_value_t = 16381)]
+    maglev_table_size: u32,
+    /// With --kubernetes: leave ClusterIP translation to the tc path.
+    #[arg(long, requires = "kubernetes")]
+    no_socket_lb: bool,
+    /// With --kubernetes: the API server's --service-node-port-range (for
+    /// the status).
+    #[arg(long, requires = "kubernetes", default_value = "30000-32767")]
+    node_port_range: String,
     /// Cilium's monitor aggregation: none, low, medium or maximum.
     #[arg(long, env = "TOLLWAY_MONITOR_AGGREGATION", default_value = "medium")]
     monitor_aggregation: String,
@@ -74,6 +108,10 @@ pub struct AgentArgs {
     /// namespace; 0 turns them off.
     #[arg(long, env = "TOLLWAY_METRICS_PORT", default_value_t = tollway_agent::flows::METRICS_PORT)]
     metrics_port: u16,
+    /// Port of `/healthz` and `/readyz` on 127.0.0.1 (Cilium's 9879), in
+    /// the node's network namespace; 0 turns them off.
+    #[arg(long, env = "TOLLWAY_HEALTH_PORT", default_value_t = tollway_agent::flows::HEALTH_PORT)]
+    health_port: u16,
 }
 
 /// Run the agent (the lab daemon starts it in the node's namespace).
@@ -93,7 +131,36 @@ pub fn agent(lab: &str, args: AgentArgs) -> Result<ExitCode> {
         aggregation,
         buffer: args.flow_buffer,
         metrics_port: (args.metrics_port != 0).then_some(args.metrics_port),
+        health_port: (args.health_port != 0).then_some(args.health_port),
     };
+    if args.kubernetes {
+        if !matches!(args.lb_algorithm.as_str(), "random" | "maglev") {
+            bail!(
+                "--lb-algorithm {:?}: expected random or maglev",
+                args.lb_algorithm
+            );
+        }
+        let opts = tollway_agent::KubeOptions {
+            node: args.node.clone(),
+            kubeconfig: args.kubeconfig,
+            cluster: args.cluster_name.clone(),
+            uplink: args.uplink,
+            cgroup: args.socket_lb_cgroup,
+            lb: tollway_lab::LbSettings {
+                algorithm: args.lb_algorithm,
+                maglev_table_size: args.maglev_table_size,
+                socket_lb: !args.no_socket_lb,
+            },
+            node_port_range: args.node_port_range,
+        };
+        tollway_agent::run_kubernetes(opts, flow_cfg).with_context(|| {
+            format!(
+                "agent of node {} in Kubernetes cluster {}",
+                args.node, args.cluster_name
+            )
+        })?;
+        return Ok(ExitCode::SUCCESS);
+    }
     tollway_agent::run(lab, &args.node, flow_cfg)
         .with_context(|| format!("agent of node {} in lab {lab}", args.node))?;
     Ok(ExitCode::SUCCESS)
@@ -133,7 +200,13 @@ struct DropCount {
 
 /// Show the datapath's status, as `cilium status` does.
 pub fn status(lab: &str, args: StatusArgs) -> Result<ExitCode> {
-    let (cfg, paths, node) = resolve(lab, &args.node)?;
+    let (cfg, paths, node) = match resolve(lab, &args.node) {
+        Ok((cfg, paths, node)) => (Some(cfg), paths, node),
+        Err(e) => match kube_mode_node(lab, &args.node) {
+            Some((paths, node)) => (None, paths, node),
+            None => return Err(e),
+        },
+    };
     let agent = AgentStatus::read(&paths.node_dir(&node));
     let agent_pid = agent
         .as_ref()
@@ -180,13 +253,24 @@ pub fn status(lab: &str, args: StatusArgs) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&j)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let node_ip = cfg.node(&node)?.ip;
-    println!("Node:                    {node} (lab {lab})");
+    let node_ip = match &cfg {
+        Some(cfg) => cfg.node(&node)?.ip.to_string(),
+        None => agent
+            .as_ref()
+            .map(|a| a.node_ip.clone())
+            .unwrap_or_default(),
+    };
+    let kube = agent.as_ref().and_then(|a| a.kubernetes.as_ref());
+    let scope = if kube.is_some() { "cluster" } else { "lab" };
+    println!("Node:                    {node} ({scope} {lab})");
     println!("KVStore:                 Disabled");
-    println!(
-        "Kubernetes:              Ok   (lab file store {})",
-        paths.store_dir().display()
-    );
+    match kube {
+        Some(k) => println!("Kubernetes:              {}", kube_line(k)),
+        None => println!(
+            "Kubernetes:              Ok   (lab file store {})",
+            paths.store_dir().display()
+        ),
+    }
     let kpr_line = if kpr {
         format!("True   [eth0   {node_ip} (Direct Routing)]")
     } else {
@@ -267,6 +351,24 @@ pub fn status(lab: &str, args: StatusArgs) -> Result<ExitCode> {
     }
     if !args.verbose {
         return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(k) = kube {
+        println!("Kubernetes Details:");
+        for kind in &k.kinds {
+            let state = match (&kind.error, kind.served, kind.synced) {
+                (Some(e), _, _) => format!("error: {e}"),
+                (None, false, _) => "not served (CRD not installed?)".to_string(),
+                (None, true, true) => "synced".to_string(),
+                (None, true, false) => "listing".to_string(),
+            };
+            println!("  {:<32} {:>6} objects   {state}", kind.kind, kind.objects);
+        }
+        for r in &k.recent_rejections {
+            println!("  refused: {r}");
+        }
+        if let Some(e) = &k.identity_error {
+            println!("  identity allocation: {e}");
+        }
     }
     if let Some(a) = &agent {
         println!("KubeProxyReplacement Details:");
@@ -350,6 +452,39 @@ pub fn status(lab: &str, args: StatusArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A node whose agent runs with `--kubernetes --cluster-name <lab>`: no
+/// lab configuration, but a status file that says so.
+fn kube_mode_node(lab: &str, node: &NodeArg) -> Option<(LabPaths, String)> {
+    let name = node.node.clone()?;
+    let paths = LabPaths::new(lab);
+    let status = AgentStatus::read(&paths.node_dir(&name))?;
+    status.kubernetes.is_some().then_some((paths, name))
+}
+
+/// `cilium status`'s Kubernetes line, for an agent fed by the API.
+fn kube_line(k: &tollway_agent::KubeReport) -> String {
+    let version = k.server_version.as_deref().unwrap_or("unknown version");
+    let refused = if k.rejected > 0 {
+        format!(", {} object(s) refused", k.rejected)
+    } else {
+        String::new()
+    };
+    match (k.connected, k.synced) {
+        (true, true) => format!(
+            "Ok   {version} ({}; last event {}{refused})",
+            k.api_server,
+            k.last_event.as_deref().unwrap_or("none")
+        ),
+        (true, false) => format!("Syncing   {version} ({}: first lists)", k.api_server),
+        (false, _) => format!(
+            "Disconnected   ({}: {} at {}; the last state is kept, the datapath keeps forwarding)",
+            k.api_server,
+            k.last_error.as_deref().unwrap_or("no answer"),
+            k.last_error_at.as_deref().unwrap_or("?")
+        ),
+    }
 }
 
 /// `tollway bpf`.
