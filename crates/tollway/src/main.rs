@@ -64,6 +64,8 @@ enum Command {
     Observe(Box<cmd::observe::ObserveCmd>),
     /// Serve the service map of the lab's flows (like Hubble UI).
     Ui(cmd::observe::UiCmd),
+    /// Serve every agent's flows on one address (like Hubble Relay).
+    Relay(cmd::observe::RelayCmd),
     /// Benchmarks: `bench service-lb` (and its `server` and `client`).
     Bench(cmd::bench::BenchArgs),
     /// The per-node agent (started by the lab daemon).
@@ -102,6 +104,7 @@ fn main() -> ExitCode {
         Command::Identity(a) => cmd::policy::identity(&cli.lab, a),
         Command::Observe(a) => cmd::observe::observe(&cli.lab, *a),
         Command::Ui(a) => cmd::observe::ui(&cli.lab, a),
+        Command::Relay(a) => cmd::observe::relay(a),
         Command::Agent(a) => cmd::datapath::agent(&cli.lab, a),
         Command::Bench(a) => cmd::bench::run(a),
     };

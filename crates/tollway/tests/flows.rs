@@ -535,7 +535,89 @@ fn flows_answer_what_happened_to_each_connection() {
         "{edges:?}"
     );
 
-    // A node whose agent does not answer is reported, not waited for.
+    // The relay (Hubble Relay's role): one address for every node's flows.
+    let relay_port = 40000 + (std::process::id() % 20000) as u16;
+    let relay_addr = format!("127.0.0.1:{relay_port}");
+    let peers = NODES
+        .iter()
+        .map(|n| {
+            format!(
+                "unix:///var/lib/tollway/labs/{}/nodes/{n}/flows.sock",
+                lab.name
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut relay = Command::new(BIN)
+        .args(["relay", "--listen", &relay_addr, "--peers", &peers])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    lab.eventually(Duration::from_secs(10), "the relay listening", || {
+        std::net::TcpStream::connect(&relay_addr).ok()
+    });
+    let via_relay = Command::new(BIN)
+        .args([
+            "observe",
+            "--server",
+            &relay_addr,
+            "--from-pod",
+            "shop/web",
+            "--to-port",
+            "8080",
+            "--all",
+            "-o",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        via_relay.status.success(),
+        "{}",
+        String::from_utf8_lossy(&via_relay.stderr)
+    );
+    let nodes: BTreeSet<String> = String::from_utf8_lossy(&via_relay.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["node_name"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(nodes.len(), 2, "the relay merges both nodes: {nodes:?}");
+
+    // A node whose agent does not answer is reported, not waited for:
+    // through the relay and directly.
+    let pid = agent_pid(&lab, "node-2");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGSTOP,
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["observe", "--server", &relay_addr, "--last", "5"])
+        .output()
+        .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGCONT,
+    )
+    .unwrap();
+    let _ = relay.kill();
+    let _ = relay.wait();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("node-2") && err.contains("unreachable"),
+        "relay: {err}"
+    );
+
     let pid = agent_pid(&lab, "node-2");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid),

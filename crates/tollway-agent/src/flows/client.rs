@@ -21,6 +21,8 @@ use super::socket_path;
 
 /// How long a node may take to answer a query (or to accept a follow).
 pub const NODE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a relay may take: it waits [`NODE_TIMEOUT`] for its own nodes.
+pub const RELAY_TIMEOUT: Duration = Duration::from_secs(6);
 
 /// Errors of talking to one node.
 #[derive(Debug, thiserror::Error)]
@@ -37,8 +39,8 @@ pub enum ClientError {
     /// The socket could not be reached.
     #[error("cannot connect to {socket}: {source}")]
     Connect {
-        /// The socket.
-        socket: PathBuf,
+        /// The socket (a path, or host:port).
+        socket: String,
         /// The OS error.
         source: std::io::Error,
     },
@@ -67,13 +69,92 @@ pub enum ClientError {
     Timeout(Duration),
 }
 
-/// One node's flow API.
+/// Where a flow API listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// A unix socket (a lab node's `flows.sock`).
+    Unix(PathBuf),
+    /// host:port over TCP (an agent's `--flows-listen`, or a relay).
+    Tcp(String),
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Unix(p) => write!(f, "{}", p.display()),
+            Endpoint::Tcp(a) => f.write_str(a),
+        }
+    }
+}
+
+/// One node's flow API (or a relay's).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeTarget {
-    /// The node.
+    /// The node (for a relay or a TCP peer: its address).
     pub node: String,
-    /// Its socket.
-    pub socket: PathBuf,
+    /// Where its API listens.
+    pub socket: Endpoint,
+    /// How long it may take to answer.
+    pub timeout: Duration,
+}
+
+impl NodeTarget {
+    /// An agent's flow API on TCP, named by its address.
+    pub fn tcp(addr: &str) -> NodeTarget {
+        NodeTarget {
+            node: addr.to_string(),
+            socket: Endpoint::Tcp(addr.to_string()),
+            timeout: NODE_TIMEOUT,
+        }
+    }
+
+    /// A relay on TCP (it answers for many nodes, after waiting for them).
+    pub fn relay(addr: &str) -> NodeTarget {
+        NodeTarget {
+            timeout: RELAY_TIMEOUT,
+            ..NodeTarget::tcp(addr)
+        }
+    }
+}
+
+/// The targets `spec` names: `dns:///host:port` (every address the name
+/// resolves to, as Hubble Relay's peer service does), or a comma-separated
+/// list of host:port and `unix:///path/to/flows.sock`.
+pub async fn resolve_peers(spec: &str) -> Result<Vec<NodeTarget>, ClientError> {
+    if let Some(name) = spec.strip_prefix("dns:///") {
+        let addrs = tokio::net::lookup_host(name)
+            .await
+            .map_err(|source| ClientError::Connect {
+                socket: name.to_string(),
+                source,
+            })?;
+        let mut out: Vec<NodeTarget> = addrs.map(|a| NodeTarget::tcp(&a.to_string())).collect();
+        out.sort_by(|a, b| a.node.cmp(&b.node));
+        out.dedup();
+        return Ok(out);
+    }
+    Ok(spec
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|p| match p.strip_prefix("unix://") {
+            Some(path) => NodeTarget {
+                node: node_of_socket(path),
+                socket: Endpoint::Unix(PathBuf::from(path)),
+                timeout: NODE_TIMEOUT,
+            },
+            None => NodeTarget::tcp(p),
+        })
+        .collect())
+}
+
+/// A lab node's name from its socket path (`.../nodes/<node>/flows.sock`),
+/// else the path.
+fn node_of_socket(path: &str) -> String {
+    let p = std::path::Path::new(path);
+    p.parent()
+        .and_then(|d| d.file_name())
+        .map_or_else(|| path.to_string(), |n| n.to_string_lossy().into_owned())
 }
 
 /// Every node of lab `lab`.
@@ -85,7 +166,8 @@ pub fn lab_targets(lab: &str) -> Result<Vec<NodeTarget>, ClientError> {
         .iter()
         .map(|n| NodeTarget {
             node: n.name.clone(),
-            socket: socket_path(&paths.node_dir(&n.name)),
+            socket: Endpoint::Unix(socket_path(&paths.node_dir(&n.name))),
+            timeout: NODE_TIMEOUT,
         })
         .collect())
 }
@@ -99,21 +181,46 @@ pub enum NodeEvent {
     Lost(u64),
     /// The node's stream ended or failed (`None`: ended).
     Closed(Option<String>),
+    /// A relay says one of its nodes is unreachable.
+    Unreachable {
+        /// The node.
+        node: String,
+        /// Why.
+        error: String,
+    },
 }
 
 type Body = hyper::body::Incoming;
 
 async fn open(t: &NodeTarget, req: &FlowRequest) -> Result<hyper::Response<Body>, ClientError> {
-    let stream = tokio::net::UnixStream::connect(&t.socket)
-        .await
-        .map_err(|source| ClientError::Connect {
-            socket: t.socket.clone(),
-            source,
-        })?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
+    let connect = |source| ClientError::Connect {
+        socket: t.socket.to_string(),
+        source,
+    };
+    let mut sender = match &t.socket {
+        Endpoint::Unix(path) => {
+            let stream = tokio::net::UnixStream::connect(path)
+                .await
+                .map_err(connect)?;
+            let (sender, conn) =
+                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            sender
+        }
+        Endpoint::Tcp(addr) => {
+            let stream = tokio::net::TcpStream::connect(addr)
+                .await
+                .map_err(connect)?;
+            let (sender, conn) =
+                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            sender
+        }
+    };
     let body = serde_json::to_vec(req).map_err(|source| ClientError::Decode { source })?;
     let request = Request::post("/v1/flows")
         .header(hyper::header::HOST, "tollway-flows")
@@ -139,6 +246,14 @@ fn parse_line(line: &[u8]) -> Result<Option<NodeEvent>, ClientError> {
     }
     let v: serde_json::Value =
         serde_json::from_slice(line).map_err(|source| ClientError::Decode { source })?;
+    if let Some(st) = v.get("node_status") {
+        let status: NodeStatus =
+            serde_json::from_value(st.clone()).map_err(|source| ClientError::Decode { source })?;
+        return Ok(Some(NodeEvent::Unreachable {
+            node: status.name,
+            error: status.error.unwrap_or_default(),
+        }));
+    }
     if let Some(lost) = v.get("lost_events") {
         let n = lost
             .get("num_events_lost")
@@ -181,6 +296,14 @@ async fn pump(
 
 /// The flows one node holds that match `req` (no follow).
 pub async fn query_node(t: &NodeTarget, req: &FlowRequest) -> Result<Vec<Arc<Flow>>, ClientError> {
+    query_node_status(t, req).await.map(|(flows, _)| flows)
+}
+
+/// [`query_node`], with the nodes a relay reported unreachable.
+pub async fn query_node_status(
+    t: &NodeTarget,
+    req: &FlowRequest,
+) -> Result<(Vec<Arc<Flow>>, Vec<NodeStatus>), ClientError> {
     let mut req = req.clone();
     req.follow = false;
     let work = async {
@@ -188,12 +311,19 @@ pub async fn query_node(t: &NodeTarget, req: &FlowRequest) -> Result<Vec<Arc<Flo
         let (tx, mut rx) = mpsc::channel(1024);
         let collect = async {
             let mut out = Vec::new();
+            let mut down = Vec::new();
             while let Some(ev) = rx.recv().await {
-                if let NodeEvent::Flow(f) = ev {
-                    out.push(f);
+                match ev {
+                    NodeEvent::Flow(f) => out.push(f),
+                    NodeEvent::Unreachable { node, error } => down.push(NodeStatus {
+                        name: node,
+                        reachable: false,
+                        error: Some(error),
+                    }),
+                    _ => {}
                 }
             }
-            out
+            (out, down)
         };
         let (pumped, flows) = tokio::join!(
             async {
@@ -205,9 +335,9 @@ pub async fn query_node(t: &NodeTarget, req: &FlowRequest) -> Result<Vec<Arc<Flo
         );
         pumped.map(|()| flows)
     };
-    tokio::time::timeout(NODE_TIMEOUT, work)
+    tokio::time::timeout(t.timeout, work)
         .await
-        .map_err(|_| ClientError::Timeout(NODE_TIMEOUT))?
+        .map_err(|_| ClientError::Timeout(t.timeout))?
 }
 
 /// Every node's matching flows, merged in time order and cut to the
@@ -222,15 +352,19 @@ pub async fn query_all(
     for t in targets {
         let t = t.clone();
         let req = req.clone();
-        tasks.push(tokio::spawn(async move { query_node(&t, &req).await }));
+        tasks.push(tokio::spawn(
+            async move { query_node_status(&t, &req).await },
+        ));
     }
     let mut lists = Vec::new();
     let mut status = Vec::new();
     for (t, task) in targets.iter().zip(tasks) {
         let r = task.await;
         let (reachable, error) = match r {
-            Ok(Ok(flows)) => {
+            Ok(Ok((flows, down))) => {
                 lists.push(flows);
+                // A relay's own unreachable nodes.
+                status.extend(down);
                 (true, None)
             }
             Ok(Err(e)) => (false, Some(e.to_string())),
@@ -262,9 +396,9 @@ pub async fn follow_node(t: NodeTarget, req: FlowRequest, tx: mpsc::Sender<(Stri
         }
     };
     let run = async {
-        let resp = tokio::time::timeout(NODE_TIMEOUT, open(&t, &req))
+        let resp = tokio::time::timeout(t.timeout, open(&t, &req))
             .await
-            .map_err(|_| ClientError::Timeout(NODE_TIMEOUT))??;
+            .map_err(|_| ClientError::Timeout(t.timeout))??;
         let r = pump(resp, &inner_tx).await;
         drop(inner_tx);
         r

@@ -7,6 +7,7 @@
 //! over HTTP on a unix socket, and serves the metrics on TCP.
 
 pub mod client;
+pub mod relay;
 pub mod resolver;
 pub mod server;
 
@@ -50,6 +51,9 @@ pub struct FlowConfig {
     /// Where `/healthz` and `/readyz` are served on 127.0.0.1 (`None`: not
     /// at all).
     pub health_port: Option<u16>,
+    /// The flow API on TCP too (`--flows-listen`, for a relay), besides
+    /// the unix socket.
+    pub listen: Option<String>,
 }
 
 impl Default for FlowConfig {
@@ -60,6 +64,7 @@ impl Default for FlowConfig {
             buffer: DEFAULT_BUFFER,
             metrics_port: Some(METRICS_PORT),
             health_port: Some(HEALTH_PORT),
+            listen: None,
         }
     }
 }
@@ -165,6 +170,7 @@ impl FlowService {
             socket.clone(),
             metrics_addr.clone(),
             health_addr,
+            config.listen.clone(),
         )?;
         Ok(FlowService {
             shared,

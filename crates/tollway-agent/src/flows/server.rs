@@ -13,6 +13,10 @@
 //!   follower saw them.
 //! - `GET /v1/status`: the node's flow counters as JSON.
 //! - `GET /metrics`: Hubble's metrics, Prometheus text format.
+//! Every path is served on every listener: the unix socket, the metrics
+//! port, the health port, and `--flows-listen` (TCP, for a relay: Hubble's
+//! 4244).
+//!
 //! - `GET /healthz` (the agent's process answers) and `GET /readyz` (its
 //!   first full sync is done), also on 127.0.0.1:9879 for probes.
 
@@ -37,7 +41,7 @@ use super::{LOST_SOURCE_RING, Shared};
 use crate::error::AgentError;
 
 /// A response body fed by a channel (streams follows).
-struct ChannelBody(mpsc::Receiver<Bytes>);
+pub(super) struct ChannelBody(pub(super) mpsc::Receiver<Bytes>);
 
 impl Body for ChannelBody {
     type Data = Bytes;
@@ -51,9 +55,9 @@ impl Body for ChannelBody {
     }
 }
 
-type Reply = Response<http_body_util::combinators::BoxBody<Bytes, Infallible>>;
+pub(super) type Reply = Response<http_body_util::combinators::BoxBody<Bytes, Infallible>>;
 
-fn full(status: StatusCode, ctype: &str, body: impl Into<Bytes>) -> Reply {
+pub(super) fn full(status: StatusCode, ctype: &str, body: impl Into<Bytes>) -> Reply {
     let mut r = Response::new(Full::new(body.into()).boxed());
     *r.status_mut() = status;
     if let Ok(v) = ctype.parse() {
@@ -62,7 +66,7 @@ fn full(status: StatusCode, ctype: &str, body: impl Into<Bytes>) -> Reply {
     r
 }
 
-fn error(status: StatusCode, message: &str) -> Reply {
+pub(super) fn error(status: StatusCode, message: &str) -> Reply {
     let body = serde_json::json!({ "error": message }).to_string();
     full(status, "application/json", body)
 }
@@ -75,6 +79,7 @@ pub fn spawn(
     socket: PathBuf,
     metrics_addr: Option<String>,
     health_addr: Option<String>,
+    api_addr: Option<String>,
 ) -> Result<(), AgentError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -105,11 +110,12 @@ pub fn spawn(
     };
     let tcp = bind(&metrics_addr)?;
     let health = bind(&health_addr)?;
+    let api = bind(&api_addr)?;
     std::thread::Builder::new()
         .name("flow-server".into())
         .spawn(move || {
             rt.block_on(async move {
-                for l in [tcp, health].into_iter().flatten() {
+                for l in [tcp, health, api].into_iter().flatten() {
                     match tokio::net::TcpListener::from_std(l) {
                         Ok(l) => {
                             tokio::spawn(accept_tcp(l, shared.clone()));
@@ -204,7 +210,7 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Result<Reply, In
     })
 }
 
-fn line<T: serde::Serialize>(v: &T) -> Bytes {
+pub(super) fn line<T: serde::Serialize>(v: &T) -> Bytes {
     let mut s = serde_json::to_vec(v).unwrap_or_default();
     s.push(b'\n');
     Bytes::from(s)

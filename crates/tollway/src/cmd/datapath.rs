@@ -112,6 +112,10 @@ pub struct AgentArgs {
     /// the node's network namespace; 0 turns them off.
     #[arg(long, env = "TOLLWAY_HEALTH_PORT", default_value_t = tollway_agent::flows::HEALTH_PORT)]
     health_port: u16,
+    /// Serve the flow API on TCP too, for a relay (`:4244` = every address,
+    /// Hubble's port); the unix socket is always served.
+    #[arg(long, env = "TOLLWAY_FLOWS_LISTEN")]
+    flows_listen: Option<String>,
 }
 
 /// Run the agent (the lab daemon starts it in the node's namespace).
@@ -132,6 +136,17 @@ pub fn agent(lab: &str, args: AgentArgs) -> Result<ExitCode> {
         buffer: args.flow_buffer,
         metrics_port: (args.metrics_port != 0).then_some(args.metrics_port),
         health_port: (args.health_port != 0).then_some(args.health_port),
+        listen: args
+            .flows_listen
+            .as_deref()
+            .filter(|a| !a.is_empty())
+            .map(|a| {
+                if a.starts_with(':') {
+                    format!("0.0.0.0{a}")
+                } else {
+                    a.to_string()
+                }
+            }),
     };
     if args.kubernetes {
         if !matches!(args.lb_algorithm.as_str(), "random" | "maglev") {

@@ -154,6 +154,21 @@ pub struct ObserveCmd {
     /// Time layout: StampMilli (default), RFC3339, RFC3339Milli, ...
     #[arg(long, default_value = "StampMilli")]
     time_format: String,
+    /// Ask this relay (or one agent's --flows-listen address), host:port,
+    /// instead of the lab's nodes (like hubble's --server / HUBBLE_SERVER).
+    #[arg(long, env = "TOLLWAY_SERVER")]
+    server: Option<String>,
+}
+
+/// The flow APIs to ask: `server` (a relay, or one agent), else every node
+/// of the lab.
+fn targets(lab: &str, server: Option<&str>) -> Result<Vec<NodeTarget>> {
+    match server {
+        Some(addr) => Ok(vec![NodeTarget::relay(addr)]),
+        None => client::lab_targets(lab).with_context(|| {
+            format!("lab {lab} (outside a lab, point --server or $TOLLWAY_SERVER at a relay)")
+        }),
+    }
 }
 
 fn request(args: &ObserveCmd) -> Result<FlowRequest> {
@@ -242,7 +257,7 @@ pub(crate) fn print_flows(
 pub fn observe(lab: &str, args: ObserveCmd) -> Result<ExitCode> {
     let req = request(&args)?;
     let mut printer = printer(&args)?;
-    let targets = client::lab_targets(lab).with_context(|| format!("lab {lab}"))?;
+    let targets = targets(lab, args.server.as_deref())?;
     let rt = runtime()?;
     if !req.follow {
         let (flows, status) = rt.block_on(client::query_all(&targets, &req));
@@ -281,6 +296,9 @@ async fn follow(targets: &[NodeTarget], req: FlowRequest, mut printer: Printer) 
                 match ev {
                     NodeEvent::Flow(f) => merger.push(&node, vec![f], jiff::Timestamp::now()),
                     NodeEvent::Lost(n) => eprintln!("warning: node {node}: {n} flows lost (the node's ring overwrote them)"),
+                    NodeEvent::Unreachable { node, error } => {
+                        eprintln!("warning: node {node} is unreachable: {error} (its flows are missing)");
+                    }
                     NodeEvent::Closed(err) => {
                         merger.set_reachable(&node, false);
                         if let Some(e) = err {
@@ -328,6 +346,9 @@ pub struct UiCmd {
     /// Where to serve the page (Hubble UI's port is 12000).
     #[arg(long, default_value = "127.0.0.1:12000")]
     listen: String,
+    /// Ask this relay (host:port) instead of the lab's nodes.
+    #[arg(long, env = "TOLLWAY_SERVER")]
+    server: Option<String>,
 }
 
 /// The UI's flows: the relay's, asked on each poll of the page.
@@ -379,7 +400,7 @@ impl tollway_ui::FlowFeed for RelayFeed {
 
 /// `tollway ui`: serves the service map of the lab's flows until stopped.
 pub fn ui(lab: &str, args: UiCmd) -> Result<ExitCode> {
-    let targets = client::lab_targets(lab).with_context(|| format!("lab {lab}"))?;
+    let targets = targets(lab, args.server.as_deref())?;
     let rt = runtime()?;
     let feed = Arc::new(RelayFeed {
         targets,
@@ -394,6 +415,32 @@ pub fn ui(lab: &str, args: UiCmd) -> Result<ExitCode> {
         tollway_ui::serve(listener, feed)
             .await
             .context("serving the UI")
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `tollway relay`.
+#[derive(Args, Debug)]
+pub struct RelayCmd {
+    /// Where to serve the cluster's flow API (Hubble Relay's port is 4245).
+    #[arg(long, default_value = "0.0.0.0:4245")]
+    listen: String,
+    /// The agents: `dns:///name:port` (a headless Service of the agents'
+    /// --flows-listen port, resolved for every request) or host:port,...
+    #[arg(long, env = "TOLLWAY_RELAY_PEERS")]
+    peers: String,
+}
+
+/// `tollway relay`: serves every peer's flows, merged, until stopped.
+pub fn relay(args: RelayCmd) -> Result<ExitCode> {
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .with_context(|| format!("--listen {}", args.listen))?;
+        eprintln!("Tollway relay on {} for {}", args.listen, args.peers);
+        tollway_agent::flows::relay::serve(listener, args.peers).await;
+        Ok::<(), anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)
 }
