@@ -472,6 +472,11 @@ impl Acc {
         }
     }
 
+    /// The merged histogram's non-empty buckets.
+    pub(crate) fn buckets(&self) -> Vec<crate::stats::Bucket> {
+        self.hist.buckets()
+    }
+
     pub(crate) fn measure(&self) -> Measure {
         Measure {
             ops: self.ops,
@@ -507,6 +512,21 @@ pub(crate) fn run_client(
     secs: f64,
     warmup: Duration,
 ) -> Result<ClientReport, BenchError> {
+    run_client_with(lab, cpu, pod, addr, mode, secs, warmup, &[])
+}
+
+/// [`run_client`] with more arguments for the client (`--udp-ports N`).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run_client_with(
+    lab: &Lab,
+    cpu: Option<usize>,
+    pod: &str,
+    addr: SocketAddrV4,
+    mode: Mode,
+    secs: f64,
+    warmup: Duration,
+    extra: &[&str],
+) -> Result<ClientReport, BenchError> {
     let target = addr.to_string();
     let dur = format!("{secs:.3}");
     let warm = warmup.as_millis().to_string();
@@ -535,6 +555,7 @@ pub(crate) fn run_client(
     if let Some(c) = &cpu {
         args.extend(["--cpu", c.as_str()]);
     }
+    args.extend(extra);
     let f = lab.tw(
         &args,
         None,

@@ -7,9 +7,15 @@
 //! mode ([`kubeproxy`]), at several service counts, plus how long loading
 //! the services and changing one takes. Its pods run `tollway bench
 //! server` ([`server`]) and `tollway bench client` ([`client`]).
+//!
+//! `tollway bench policy` ([`policy`]) measures what network policy costs
+//! the control plane and the datapath; `tollway bench flows` ([`flows`])
+//! what flow events cost the datapath (TCP_RR, single-stream throughput)
+//! and how many flows one agent decodes and stores under a storm.
 
 pub mod client;
 mod error;
+pub mod flows;
 pub mod harness;
 pub mod kubeproxy;
 pub mod policy;
@@ -27,6 +33,7 @@ pub fn pin_to_cpu(cpu: usize) -> Result<(), BenchError> {
 }
 
 pub use error::BenchError;
+pub use flows::{FlowsOptions, flows};
 pub use harness::{Backend, ServiceLbOptions, service_lb};
 pub use policy::{PolicyOptions, policy};
 pub use report::Report;

@@ -13,12 +13,12 @@
 //!   follower saw them.
 //! - `GET /v1/status`: the node's flow counters as JSON.
 //! - `GET /metrics`: Hubble's metrics, Prometheus text format.
+//! - `GET /healthz` (the agent's process answers) and `GET /readyz` (its
+//!   first full sync is done), also on 127.0.0.1:9879 for probes.
+//!
 //! Every path is served on every listener: the unix socket, the metrics
 //! port, the health port, and `--flows-listen` (TCP, for a relay: Hubble's
 //! 4244).
-//!
-//! - `GET /healthz` (the agent's process answers) and `GET /readyz` (its
-//!   first full sync is done), also on 127.0.0.1:9879 for probes.
 
 use std::convert::Infallible;
 use std::path::PathBuf;

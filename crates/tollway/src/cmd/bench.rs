@@ -1,4 +1,4 @@
-//! `tollway bench service-lb | policy | server | client`.
+//! `tollway bench service-lb | policy | flows | server | client`.
 
 use std::net::SocketAddrV4;
 use std::path::PathBuf;
@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use tollway_bench::client::{ClientOptions, Mode};
-use tollway_bench::{Backend, PolicyOptions, ServiceLbOptions};
+use tollway_bench::{Backend, FlowsOptions, PolicyOptions, ServiceLbOptions};
 
 /// `tollway bench`.
 #[derive(Args, Debug)]
@@ -28,16 +28,29 @@ enum BenchCommand {
     /// policies), and TCP_CRR/TCP_RR latency with a 100-rule policy against
     /// none, in a lab of its own (bench-policy-<pid>, removed at the end).
     Policy(PolicyArgs),
+    /// Flow events: TCP_RR latency and single-stream throughput with the
+    /// datapath's events off, on (aggregation medium) and on (aggregation
+    /// none), alternating, and the flows per second one agent decodes under
+    /// a DNS storm, in a lab of its own (bench-flows-<pid>, removed at the
+    /// end).
+    Flows(FlowsArgs),
     /// The benchmark's request/response server (run in its server pod).
     Server {
         /// TCP port to listen on.
         #[arg(long, default_value_t = 8000)]
         port: u16,
+        /// Also a stream sink on this TCP port (reads to EOF, answers with
+        /// the byte count).
+        #[arg(long)]
+        stream_port: Option<u16>,
+        /// Also a UDP sink on this port (reads and discards datagrams).
+        #[arg(long)]
+        udp_port: Option<u16>,
         /// Pin the server to this CPU.
         #[arg(long)]
         cpu: Option<usize>,
     },
-    /// The benchmark's CRR/RR client (run in its client pods).
+    /// The benchmark's CRR/RR/stream/UDP client (run in its client pods).
     Client(ClientArgs),
 }
 
@@ -112,13 +125,72 @@ struct PolicyArgs {
 }
 
 #[derive(Args, Debug)]
+struct FlowsArgs {
+    /// Seconds of TCP_RR per mode and path, split over the rounds
+    /// [default: 5; --quick: 1.5].
+    #[arg(long)]
+    duration_s: Option<f64>,
+    /// Seconds of single-stream throughput per mode and path, split over
+    /// the rounds [default: 5; --quick: 1.5].
+    #[arg(long)]
+    stream_s: Option<f64>,
+    /// Rounds the RR and stream measurements are split into; the modes
+    /// take turns [default: 5; --quick: 3].
+    #[arg(long)]
+    rounds: Option<usize>,
+    /// Seconds of DNS storm measured per mode, split over the storm rounds;
+    /// 0: no storm [default: 6; --quick: 2].
+    #[arg(long)]
+    storm_s: Option<f64>,
+    /// Rounds of the storm [default: 3; --quick: 1].
+    #[arg(long)]
+    storm_rounds: Option<usize>,
+    /// Source ports (UDP sockets) of the storm.
+    #[arg(long, default_value_t = tollway_bench::client::DEFAULT_UDP_PORTS)]
+    storm_ports: usize,
+    /// The storm is run with each of these numbers of clients sending at
+    /// once (each its own process; pinned to consecutive CPUs from --cpu).
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    storm_senders: Vec<usize>,
+    /// Warm-up of each RR and stream client run, not recorded (ms).
+    #[arg(long, default_value_t = 100)]
+    warmup_ms: u64,
+    /// CPU to pin the client and the servers to: a number, `last`, or
+    /// `none` (not pinned).
+    #[arg(long, default_value = "last")]
+    cpu: String,
+    /// Diagnostic: pin both agents (all their threads) to this CPU, e.g.
+    /// away from --cpu, to tell the datapath's cost from the agents'.
+    #[arg(long)]
+    agents_cpu: Option<usize>,
+    /// Only the cross-node path (no client and server on the same node).
+    #[arg(long)]
+    no_same_node: bool,
+    /// Shorter defaults (about 1.5 min instead of 3).
+    #[arg(long)]
+    quick: bool,
+    /// Where the JSON results go.
+    #[arg(long, default_value = "bench/results/flows.json")]
+    out: PathBuf,
+}
+
+#[derive(Args, Debug)]
 struct ClientArgs {
     /// IP:port to connect to.
     #[arg(long)]
     target: SocketAddrV4,
-    /// crr (connect, request, response, close) or rr (one connection).
+    /// crr (connect, request, response, close), rr (one connection),
+    /// stream (bulk writes on one connection) or udp (DNS queries from
+    /// many source ports).
     #[arg(long, default_value = "crr")]
     mode: Mode,
+    /// udp: source ports (sockets) to spread the datagrams over.
+    #[arg(long, default_value_t = tollway_bench::client::DEFAULT_UDP_PORTS)]
+    udp_ports: usize,
+    /// Start at this wall-clock time (ms since the UNIX epoch), sleeping
+    /// until then; the report says how late the client was for it.
+    #[arg(long)]
+    start_at_ms: Option<u64>,
     /// Seconds to measure.
     #[arg(long, default_value_t = 5.0)]
     duration_s: f64,
@@ -159,11 +231,17 @@ fn cpu_arg(s: &str) -> Result<Option<usize>> {
 /// Run a bench command.
 pub fn run(args: BenchArgs) -> Result<ExitCode> {
     match args.command {
-        BenchCommand::Server { port, cpu } => {
+        BenchCommand::Server {
+            port,
+            stream_port,
+            udp_port,
+            cpu,
+        } => {
             if let Some(c) = cpu {
                 tollway_bench::pin_to_cpu(c)?;
             }
-            tollway_bench::server::serve_blocking(port).context("bench server")?;
+            tollway_bench::server::serve_all_blocking(port, stream_port, udp_port)
+                .context("bench server")?;
             Ok(ExitCode::SUCCESS)
         }
         BenchCommand::Client(a) => {
@@ -181,6 +259,10 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
                 duration: seconds(a.duration_s, "--duration-s")?,
                 warmup: Duration::from_millis(a.warmup_ms),
                 io_timeout: Duration::from_millis(a.timeout_ms),
+                udp_ports: a.udp_ports,
+                start_at: a
+                    .start_at_ms
+                    .map(|ms| std::time::UNIX_EPOCH + Duration::from_millis(ms)),
             });
             if json {
                 println!("{}", serde_json::to_string(&report)?);
@@ -216,6 +298,37 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
                 "{}",
                 tollway_bench::report::render_verdicts(&report.verdicts)
             );
+            eprintln!("results: {}", opts.out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchCommand::Flows(a) => {
+            let (rr, stream, rounds, storm, storm_rounds) = if a.quick {
+                tollway_bench::flows::QUICK
+            } else {
+                tollway_bench::flows::DEFAULTS
+            };
+            let opts = FlowsOptions {
+                tollway: std::env::current_exe().context("finding the tollway binary")?,
+                rr: seconds(a.duration_s.unwrap_or(rr), "--duration-s")?,
+                stream: seconds(a.stream_s.unwrap_or(stream), "--stream-s")?,
+                rounds: a.rounds.unwrap_or(rounds),
+                storm: seconds(a.storm_s.unwrap_or(storm), "--storm-s")?,
+                storm_rounds: a.storm_rounds.unwrap_or(storm_rounds),
+                storm_ports: a.storm_ports,
+                storm_senders: a.storm_senders,
+                warmup: Duration::from_millis(a.warmup_ms),
+                cpu: cpu_arg(&a.cpu)?,
+                agents_cpu: a.agents_cpu,
+                same_node: !a.no_same_node,
+                quick: a.quick,
+                out: a.out,
+            };
+            let report = tollway_bench::flows(&opts).context("bench flows")?;
+            print!("{}", report.tables);
+            println!();
+            for line in &report.summary {
+                println!("- {line}");
+            }
             eprintln!("results: {}", opts.out.display());
             Ok(ExitCode::SUCCESS)
         }
