@@ -24,6 +24,7 @@ pub mod config;
 pub mod endpoint;
 pub mod env;
 pub mod error;
+pub mod install;
 pub mod ipam;
 pub mod link;
 pub mod plugin;

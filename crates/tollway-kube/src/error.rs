@@ -28,6 +28,15 @@ pub enum KubeError {
         #[source]
         source: kube::Error,
     },
+    /// A one-off API request failed.
+    #[error("{what}: {source}")]
+    Request {
+        /// What was asked.
+        what: String,
+        /// kube's error.
+        #[source]
+        source: kube::Error,
+    },
     /// The runtime of the watchers could not start.
     #[error("cannot start the Kubernetes watchers' {what}: {source}")]
     Runtime {

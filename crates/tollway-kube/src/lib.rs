@@ -29,4 +29,4 @@ pub use identity::{IDENTITY_GROUP, IDENTITY_KIND, IDENTITY_PLURAL, IDENTITY_VERS
 pub use mirror::{AnyKey, Changes, Mirror, RawKey, Update};
 pub use registry::{Conversion, Converted, KindEntry, KindRegistry, Produces};
 pub use report::{KindReport, KubeReport};
-pub use source::{Backoff, ClientSpec, KubeSource, Polled, SourceOptions};
+pub use source::{Backoff, ClientSpec, KubeSource, Polled, SourceOptions, node_pod_cidr};

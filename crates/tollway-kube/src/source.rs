@@ -212,6 +212,20 @@ async fn load_config(spec: ClientSpec) -> Result<kube::Config, KubeError> {
     }
 }
 
+/// Node `node`'s `spec.podCIDR`, asked once (what the CNI installer puts
+/// into the node's CNI configuration).
+pub async fn node_pod_cidr(spec: ClientSpec, node: &str) -> Result<Option<String>, KubeError> {
+    let config = load_config(spec).await?;
+    let url = config.cluster_url.to_string();
+    let client = Client::try_from(config).map_err(|source| KubeError::Client { url, source })?;
+    let api: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client);
+    let n = api.get(node).await.map_err(|source| KubeError::Request {
+        what: format!("get node {node}"),
+        source,
+    })?;
+    Ok(n.spec.and_then(|s| s.pod_cidr))
+}
+
 impl KubeSource {
     /// Connect (configuration only: the API server need not be up) and
     /// start watching. The mirror fills as the lists come in: see

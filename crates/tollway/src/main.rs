@@ -68,6 +68,9 @@ enum Command {
     Relay(cmd::observe::RelayCmd),
     /// Benchmarks: `bench service-lb` (and its `server` and `client`).
     Bench(cmd::bench::BenchArgs),
+    /// Install the CNI plugin and its configuration on this node (the
+    /// DaemonSet's init container).
+    InstallCni(cmd::datapath::InstallCniArgs),
     /// The per-node agent (started by the lab daemon).
     #[command(hide = true)]
     Agent(cmd::datapath::AgentArgs),
@@ -105,6 +108,7 @@ fn main() -> ExitCode {
         Command::Observe(a) => cmd::observe::observe(&cli.lab, *a),
         Command::Ui(a) => cmd::observe::ui(&cli.lab, a),
         Command::Relay(a) => cmd::observe::relay(a),
+        Command::InstallCni(a) => cmd::datapath::install_cni(a),
         Command::Agent(a) => cmd::datapath::agent(&cli.lab, a),
         Command::Bench(a) => cmd::bench::run(a),
     };

@@ -633,3 +633,68 @@ pub fn service(lab: &str, args: ServiceArgs) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// `tollway install-cni` (the DaemonSet's init container).
+#[derive(Args, Debug)]
+pub struct InstallCniArgs {
+    /// The node whose pod CIDR goes into the configuration.
+    #[arg(long, env = "K8S_NODE_NAME")]
+    node: String,
+    /// The plugin binary to install (this binary, installed as tollway-cni).
+    #[arg(long, default_value = "/usr/local/bin/tollway-cni")]
+    plugin: std::path::PathBuf,
+    /// The runtime's CNI bin directory.
+    #[arg(long, default_value = "/opt/cni/bin")]
+    bin_dir: std::path::PathBuf,
+    /// The configuration template (without the pod CIDR).
+    #[arg(long)]
+    conf: std::path::PathBuf,
+    /// The runtime's CNI configuration directory.
+    #[arg(long, default_value = "/etc/cni/net.d")]
+    conf_dir: std::path::PathBuf,
+    /// The node's pod CIDR (default: the Node object's spec.podCIDR, asked
+    /// from the API).
+    #[arg(long)]
+    pod_cidr: Option<String>,
+    /// A kubeconfig (default: in-cluster, else $KUBECONFIG).
+    #[arg(long)]
+    kubeconfig: Option<std::path::PathBuf>,
+}
+
+/// Installs the CNI plugin and its configuration on this node.
+pub fn install_cni(args: InstallCniArgs) -> Result<ExitCode> {
+    let pod_cidr = match args.pod_cidr {
+        Some(c) => c,
+        None => {
+            let spec = match args.kubeconfig {
+                Some(p) => tollway_kube::ClientSpec::Kubeconfig(p),
+                None => tollway_kube::ClientSpec::Infer,
+            };
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            rt.block_on(tollway_kube::node_pod_cidr(spec, &args.node))
+                .with_context(|| format!("reading node {}'s pod CIDR", args.node))?
+                .with_context(|| {
+                    format!(
+                        "node {} has no spec.podCIDR (run the controller manager with --allocate-node-cidrs, or pass --pod-cidr)",
+                        args.node
+                    )
+                })?
+        }
+    };
+    let out = tollway_cni::install::install(&tollway_cni::install::InstallOptions {
+        plugin: args.plugin,
+        bin_dir: args.bin_dir,
+        conf: args.conf,
+        conf_dir: args.conf_dir,
+        pod_cidr: pod_cidr.clone(),
+    })?;
+    println!(
+        "installed {} and {} (pod CIDR {pod_cidr})",
+        out.plugin.display(),
+        out.conf.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
