@@ -54,6 +54,9 @@ pub struct FlowConfig {
     /// The flow API on TCP too (`--flows-listen`, for a relay), besides
     /// the unix socket.
     pub listen: Option<String>,
+    /// The API on one more unix socket (`--api-socket`): the one the CNI
+    /// plugin's STATUS checks for (`agentSocket` in its configuration).
+    pub api_socket: Option<PathBuf>,
 }
 
 impl Default for FlowConfig {
@@ -65,6 +68,7 @@ impl Default for FlowConfig {
             metrics_port: Some(METRICS_PORT),
             health_port: Some(HEALTH_PORT),
             listen: None,
+            api_socket: None,
         }
     }
 }
@@ -171,6 +175,7 @@ impl FlowService {
             metrics_addr.clone(),
             health_addr,
             config.listen.clone(),
+            config.api_socket.clone(),
         )?;
         Ok(FlowService {
             shared,

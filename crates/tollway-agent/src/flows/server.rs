@@ -80,6 +80,7 @@ pub fn spawn(
     metrics_addr: Option<String>,
     health_addr: Option<String>,
     api_addr: Option<String>,
+    extra_socket: Option<PathBuf>,
 ) -> Result<(), AgentError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -92,12 +93,16 @@ pub fn spawn(
         addr: addr.to_string(),
         source,
     };
-    let _ = std::fs::remove_file(&socket);
-    let unix = {
+    let bind_unix = |path: &PathBuf| -> Result<tokio::net::UnixListener, AgentError> {
+        let _ = std::fs::remove_file(path);
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
         let _guard = rt.enter();
-        tokio::net::UnixListener::bind(&socket)
-            .map_err(|e| listen(&socket.display().to_string(), e))?
+        tokio::net::UnixListener::bind(path).map_err(|e| listen(&path.display().to_string(), e))
     };
+    let unix = bind_unix(&socket)?;
+    let extra = extra_socket.as_ref().map(bind_unix).transpose()?;
     let bind = |addr: &Option<String>| -> Result<Option<std::net::TcpListener>, AgentError> {
         match addr {
             Some(addr) => {
@@ -122,6 +127,9 @@ pub fn spawn(
                         }
                         Err(e) => tracing::warn!(error = %e, "metrics/health listener"),
                     }
+                }
+                if let Some(extra) = extra {
+                    tokio::spawn(accept_unix(extra, shared.clone()));
                 }
                 accept_unix(unix, shared).await;
             });

@@ -116,6 +116,11 @@ pub struct AgentArgs {
     /// Hubble's port); the unix socket is always served.
     #[arg(long, env = "TOLLWAY_FLOWS_LISTEN")]
     flows_listen: Option<String>,
+    /// The agent's API on this unix socket too (what the CNI plugin's
+    /// STATUS waits for; default with --kubernetes:
+    /// /var/run/tollway/agent.sock).
+    #[arg(long, env = "TOLLWAY_API_SOCKET")]
+    api_socket: Option<std::path::PathBuf>,
 }
 
 /// Run the agent (the lab daemon starts it in the node's namespace).
@@ -147,6 +152,10 @@ pub fn agent(lab: &str, args: AgentArgs) -> Result<ExitCode> {
                     a.to_string()
                 }
             }),
+        api_socket: args.api_socket.clone().or_else(|| {
+            args.kubernetes
+                .then(|| std::path::PathBuf::from("/var/run/tollway/agent.sock"))
+        }),
     };
     if args.kubernetes {
         if !matches!(args.lb_algorithm.as_str(), "random" | "maglev") {
