@@ -364,6 +364,91 @@ pub fn backlog_drops() -> Option<u64> {
         .sum()
 }
 
+/// CPU time, for telling the run's own work from the machine's other
+/// work: the machine's busy time (`/proc/stat`), the lab's cgroup's
+/// (`cpu.stat` `usage_usec`: pods and what is exec'd in them, agents,
+/// daemon) and this process's (not the short `tollway` commands it runs
+/// outside the lab's cgroup).
+#[derive(Debug, Clone, Copy)]
+pub struct CpuClock {
+    at: Instant,
+    machine_s: Option<f64>,
+    lab_s: Option<f64>,
+    own_s: Option<f64>,
+}
+
+impl CpuClock {
+    /// Now, for the lab whose cgroup is `cgroup`.
+    pub fn read(cgroup: Option<&Path>) -> CpuClock {
+        let tck = 100.0; // USER_HZ on Linux
+        let machine_s = std::fs::read_to_string("/proc/stat").ok().and_then(|t| {
+            let f: Vec<f64> = t
+                .lines()
+                .next()?
+                .split_whitespace()
+                .skip(1)
+                .filter_map(|v| v.parse().ok())
+                .collect();
+            // user nice system idle iowait irq softirq steal ...
+            let busy = [0, 1, 2, 5, 6, 7]
+                .iter()
+                .map(|i| f.get(*i).copied().unwrap_or(0.0))
+                .sum::<f64>();
+            Some(busy / tck)
+        });
+        let lab_s = cgroup.and_then(|c| {
+            std::fs::read_to_string(c.join("cpu.stat"))
+                .ok()?
+                .lines()
+                .find_map(|l| l.strip_prefix("usage_usec "))?
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .map(|us| us / 1e6)
+        });
+        let own_s = std::fs::read_to_string("/proc/self/stat")
+            .ok()
+            .and_then(|t| {
+                // After the command name, which may contain spaces.
+                let rest = &t[t.rfind(')')? + 2..];
+                let f: Vec<f64> = rest
+                    .split_whitespace()
+                    .filter_map(|v| v.parse().ok())
+                    .collect();
+                // utime and stime: fields 14 and 15, here 11 and 12. Not
+                // the children's: the clients are counted in the lab's
+                // cgroup, and again in their `tollway lab exec` parents'.
+                Some(
+                    (11..=12)
+                        .map(|i| f.get(i).copied().unwrap_or(0.0))
+                        .sum::<f64>()
+                        / tck,
+                )
+            });
+        CpuClock {
+            at: Instant::now(),
+            machine_s,
+            lab_s,
+            own_s,
+        }
+    }
+
+    /// From `self` to `later`: (wall seconds, machine busy CPU-s, the
+    /// run's own CPU-s).
+    pub fn since(&self, later: &CpuClock) -> (f64, Option<f64>, Option<f64>) {
+        let d = |a: Option<f64>, b: Option<f64>| Some((b? - a?).max(0.0));
+        let own = match (d(self.lab_s, later.lab_s), d(self.own_s, later.own_s)) {
+            (Some(l), Some(o)) => Some(l + o),
+            _ => None,
+        };
+        (
+            later.at.duration_since(self.at).as_secs_f64(),
+            d(self.machine_s, later.machine_s),
+            own,
+        )
+    }
+}
+
 /// One node's gauges.
 pub struct NodeGauges {
     /// The node.

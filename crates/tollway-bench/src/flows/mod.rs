@@ -178,9 +178,10 @@ fn notes(opts: &FlowsOptions) -> Vec<String> {
              schedstat (and the time it was runnable but waiting for a CPU), sent/s the client \
              pod's UDP OutDatagrams + SndbufErrors and reached server/s the server \
              pod's UDP InDatagrams + InErrors + NoPorts (/proc/net/snmp in each pod's \
-             namespace): the datagrams that went through the whole datapath. Under overload the \
-             kernel drops datagrams in the input backlog before the datapath sees them, so sent/s \
-             is not a throughput.",
+             namespace): the datagrams that went through both tc programs to the server's UDP \
+             layer, read by the sink or dropped at its full socket buffer. With two clients both \
+             CPUs are saturated and what each thread gets varies from round to round (per-round \
+             agent flows/s in the table; every sample in the JSON).",
             opts.storm_senders,
             opts.storm_ports,
             opts.cpu.map_or(String::new(), |c| format!(
@@ -228,6 +229,18 @@ impl Runner<'_> {
             first3(&r.loadavg_start),
             first3(&r.loadavg_end),
         );
+        if let Some(c) = &r.cpu_use {
+            t.insert_str(
+                t.len() - 2,
+                &format!(
+                    "; while the lab was up ({:.0} s), the run used {} CPU-s and other work on the machine ~{} CPU-s ({}% of the CPUs)",
+                    c.wall_s,
+                    c.run_s.map_or("?".into(), |v| format!("{v:.0}")),
+                    c.other_s.map_or("?".into(), |v| format!("{v:.0}")),
+                    c.other_pct.map_or("?".into(), |v| format!("{v:.0}")),
+                ),
+            );
+        }
         if !r.modes.is_empty() {
             t.push_str(
                 "TCP_RR latency and single-stream throughput, client on node-1, by event mode\n\n",

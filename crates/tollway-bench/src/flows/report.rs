@@ -38,6 +38,26 @@ pub struct FlowsParams {
     pub quick: bool,
 }
 
+/// Where the machine's CPU time went while the lab was up.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CpuUse {
+    /// Wall seconds.
+    pub wall_s: f64,
+    /// CPUs.
+    pub cpus: usize,
+    /// Busy CPU-seconds of the whole machine (`/proc/stat`: user, nice,
+    /// system, irq, softirq, steal).
+    pub machine_busy_s: Option<f64>,
+    /// CPU-seconds of the run: the lab's cgroup (pods and the clients
+    /// exec'd in them, agents, daemon) and the harness itself.
+    pub run_s: Option<f64>,
+    /// `machine_busy_s - run_s`: other work (approximate: the two count
+    /// interrupt time differently), CPU-seconds.
+    pub other_s: Option<f64>,
+    /// `other_s` in percent of the machine (`wall_s × cpus`).
+    pub other_pct: Option<f64>,
+}
+
 /// One node's event config.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeEventsConfig {
@@ -329,6 +349,9 @@ pub struct FlowsBenchReport {
     /// `/proc/loadavg` when it ended.
     #[serde(default)]
     pub loadavg_end: String,
+    /// CPU time while the lab was up, to tell other work on the machine.
+    #[serde(default)]
+    pub cpu_use: Option<CpuUse>,
     /// The event config of each node when the harness found it (what it
     /// restores at the end).
     pub events_config_before: Vec<NodeEventsConfig>,
@@ -440,6 +463,22 @@ pub fn render_agents(agents: &[ModeActivity], labels: &[(String, String)]) -> St
     markdown(&header, &rows, &[0])
 }
 
+/// `min–max` of some rates, in thousands (`k`); `-` for none.
+fn round_range(rates: impl Iterator<Item = f64>) -> String {
+    let v: Vec<f64> = rates.collect();
+    if v.is_empty() {
+        return "-".into();
+    }
+    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = v.iter().copied().fold(0.0, f64::max);
+    let k = |x: f64| format!("{:.0}k", x / 1000.0);
+    if hi < 500.0 {
+        "0".into()
+    } else {
+        format!("{}–{}", k(lo), k(hi))
+    }
+}
+
 /// The storm table.
 pub fn render_storm(storm: &StormPart) -> String {
     let header = [
@@ -449,6 +488,7 @@ pub fn render_storm(storm: &StormPart) -> String {
         "reached server/s",
         "×off",
         "agent flows/s",
+        "per round",
         "lost events/s",
         "events/datagram",
         "flow-reader CPU % (waiting %)",
@@ -472,6 +512,7 @@ pub fn render_storm(storm: &StormPart) -> String {
                 rate(m.reached_per_s),
                 times(m.reached_vs_off),
                 rate(m.flows_per_s),
+                round_range(m.runs.iter().map(|r| r.agent.flows_per_s)),
                 rate(m.lost_per_s),
                 num(m.events_per_datagram, 2),
                 format!(
@@ -491,21 +532,18 @@ pub fn render_storm(storm: &StormPart) -> String {
     markdown(&header, &rows, &[1])
 }
 
-/// Above this 1-minute load average at the start, the run is flagged: the
-/// machine was doing other work (the run itself adds ~1-2 later).
-pub const BUSY_LOAD: f64 = 1.0;
+/// Above this share of the CPUs taken by other work during the run, the
+/// run is flagged.
+pub const BUSY_OTHER_PCT: f64 = 5.0;
 
 /// The findings, one line each.
 pub fn summary(r: &FlowsBenchReport) -> Vec<String> {
     let mut out = Vec::new();
-    let load: Option<f64> = r
-        .loadavg_start
-        .split_whitespace()
-        .next()
-        .and_then(|v| v.parse().ok());
-    if let Some(l) = load.filter(|l| *l > BUSY_LOAD) {
+    if let Some(p) = r.cpu_use.as_ref().and_then(|c| c.other_pct)
+        && p > BUSY_OTHER_PCT
+    {
         out.push(format!(
-            "WARNING: the machine was busy before the run (1-minute load average {l:.2}): other work shares the CPUs with the measurement, expect noisy numbers and compare with a run on a quiet machine"
+            "WARNING: other work on the machine took ~{p:.0}% of its CPUs during the run: expect noisy numbers"
         ));
     }
     for m in r.modes.iter().filter(|m| m.mode != "off") {
@@ -663,6 +701,12 @@ mod tests {
         assert!(t.contains(" 123,456 "), "{t}");
         assert!(t.contains(" 2 | on (medium) "), "{t}");
         assert!(t.contains(" 300,000 "), "{t}");
+        assert_eq!(
+            round_range([1_000.0, 250_400.0, 99_000.0].into_iter()),
+            "1k–250k"
+        );
+        assert_eq!(round_range([0.0].into_iter()), "0");
+        assert_eq!(round_range(std::iter::empty()), "-");
         assert!(t.contains(" 0.90× "), "{t}");
         assert!(t.contains(" 200,000 "), "{t}");
     }
@@ -682,10 +726,13 @@ mod tests {
         let s = summary(&r);
         assert_eq!(s.len(), 4, "{s:?}");
         let busy = FlowsBenchReport {
-            loadavg_start: "2.50 1.00 0.50 3/100 123".into(),
+            cpu_use: Some(CpuUse {
+                other_pct: Some(12.0),
+                ..Default::default()
+            }),
             ..r.clone()
         };
-        assert!(summary(&busy)[0].starts_with("WARNING: the machine was busy"));
+        assert!(summary(&busy)[0].starts_with("WARNING: other work"));
         assert!(s[0].contains("label medium vs off, cross-node"), "{}", s[0]);
         assert!(s[0].contains("(9.00 vs 10.00 Gbit/s)"), "{}", s[0]);
     }

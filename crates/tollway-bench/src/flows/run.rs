@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 
 use super::FlowsOptions;
 use super::agents::{
-    ActivityAcc, EventMode, EventSwitch, Gauges, NodeReading, Reading, UdpCounters, backlog_drops,
-    round_order, udp_counters,
+    ActivityAcc, CpuClock, EventMode, EventSwitch, Gauges, NodeReading, Reading, UdpCounters,
+    backlog_drops, round_order, udp_counters,
 };
 use super::report::{
-    FlowsBenchReport, ModeActivity, ModeResult, PathInfo, PathResult, RrRound, StormMode,
+    CpuUse, FlowsBenchReport, ModeActivity, ModeResult, PathInfo, PathResult, RrRound, StormMode,
     StormPart, StormRun, StormSample, StreamMeasure,
 };
 use crate::client::{ClientReport, Mode};
@@ -246,6 +246,8 @@ pub(crate) fn run(
 ) -> Result<(), BenchError> {
     let all_paths = setup(opts, lab, progress)?;
     let lab: &Lab = lab;
+    let cgroup = lab.paths.cgroup().ok();
+    let clock0 = CpuClock::read(cgroup.as_deref());
     let b = Bench {
         opts,
         lab,
@@ -313,6 +315,21 @@ pub(crate) fn run(
         }
         Ok(())
     })();
+    let (wall_s, busy, own) = clock0.since(&CpuClock::read(cgroup.as_deref()));
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let other = match (busy, own) {
+        (Some(b), Some(o)) => Some((b - o).max(0.0)),
+        _ => None,
+    };
+    let r1 = |x: f64| (x * 10.0).round() / 10.0;
+    report.cpu_use = Some(CpuUse {
+        wall_s: r1(wall_s),
+        cpus,
+        machine_busy_s: busy.map(r1),
+        run_s: own.map(r1),
+        other_s: other.map(r1),
+        other_pct: other.map(|o| r1(o / (wall_s * cpus as f64).max(1e-9) * 100.0)),
+    });
     progress.step("restoring the event config");
     report.events_config_restored = sw.restore();
     report.datapath_drops = drops(&lab.paths);
