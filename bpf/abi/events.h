@@ -26,6 +26,9 @@
 
 #define TW_EVENTS_RING_BYTES 4194304
 #define TW_EVENTS_CAP_MAX 512
+/* Unread bytes from which a submit wakes the reader; below, the reader
+ * looks on its own every 100 ms (a wakeup per event costs an interrupt). */
+#define TW_EVENTS_WAKEUP_BYTES 262144
 
 /* tw_event.ev_type */
 #define TW_EV_DROP 1

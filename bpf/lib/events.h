@@ -136,9 +136,15 @@ static __always_inline struct tw_event *tw_ev_begin(struct __sk_buff *skb, struc
 	return ev;
 }
 
+/* Submits without waking the reader until TW_EVENTS_WAKEUP_BYTES are
+ * waiting: the reader polls on a timeout anyway, and a wakeup per event
+ * would cost every reported packet an interrupt. */
 static __always_inline void tw_ev_submit(struct tw_event *ev)
 {
-	bpf_ringbuf_submit(ev, 0);
+	__u64 unread = bpf_ringbuf_query(&tw_events, BPF_RB_AVAIL_DATA);
+
+	bpf_ringbuf_submit(ev, unread >= TW_EVENTS_WAKEUP_BYTES ? BPF_RB_FORCE_WAKEUP
+								 : BPF_RB_NO_WAKEUP);
 }
 
 /* Whether the aggregation level reports a trace of `pkt` at `point`. */

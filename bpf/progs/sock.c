@@ -115,7 +115,7 @@ static __always_inline void sock4_event(__u8 proto, __be32 vip, __be16 vport,
 	ev->flags = TW_EV_F_EGRESS | TW_EV_F_NEW;
 	ev->rev_nat = rev_nat;
 	ev->cgroup_id = bpf_get_current_cgroup_id();
-	bpf_ringbuf_submit(ev, 0);
+	tw_ev_submit(ev);
 }
 
 static __always_inline int sock4_xlate(struct bpf_sock_addr *ctx, __u8 proto)

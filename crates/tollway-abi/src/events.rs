@@ -5,6 +5,8 @@ abi_consts!(EVENTS_CONSTS in "events.h" {
     TW_EVENTS_RING_BYTES: u32 = 4194304,
     /// Most payload bytes a record carries after its `tw_event`.
     TW_EVENTS_CAP_MAX: u32 = 512,
+    /// Unread bytes from which a submit wakes the reader.
+    TW_EVENTS_WAKEUP_BYTES: u32 = 262144,
     /// Drop (Cilium's MessageTypeDrop).
     TW_EV_DROP: u8 = 1,
     /// Trace (MessageTypeTrace).

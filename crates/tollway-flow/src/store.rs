@@ -32,6 +32,9 @@ struct Ring {
     flows: VecDeque<(u64, Arc<Flow>)>,
     /// The seq of the newest flow (0 before any).
     last_seq: u64,
+    /// Followers blocked in `wait_newer`: a push wakes them only if there
+    /// are any (no futex call per flow otherwise).
+    waiters: usize,
 }
 
 /// What [`FlowStore::wait_newer`] returns.
@@ -61,6 +64,7 @@ impl FlowStore {
             inner: Mutex::new(Ring {
                 flows: VecDeque::with_capacity(capacity),
                 last_seq: 0,
+                waiters: 0,
             }),
             cond: Condvar::new(),
             capacity,
@@ -85,7 +89,7 @@ impl FlowStore {
 
     /// Adds a shared flow; returns its seq.
     pub fn push_arc(&self, flow: Arc<Flow>) -> u64 {
-        let seq = {
+        let (seq, wake) = {
             let mut r = self.lock();
             if r.flows.len() == self.capacity {
                 r.flows.pop_front();
@@ -93,9 +97,11 @@ impl FlowStore {
             r.last_seq += 1;
             let seq = r.last_seq;
             r.flows.push_back((seq, flow));
-            seq
+            (seq, r.waiters > 0)
         };
-        self.cond.notify_all();
+        if wake {
+            self.cond.notify_all();
+        }
         seq
     }
 
@@ -197,10 +203,12 @@ impl FlowStore {
                     lost: 0,
                 };
             }
+            r.waiters += 1;
             r = match self.cond.wait_timeout(r, deadline - now) {
                 Ok((g, _)) => g,
                 Err(e) => e.into_inner().0,
             };
+            r.waiters -= 1;
         }
         let oldest = r.flows.front().map_or(r.last_seq + 1, |(s, _)| *s);
         let lost = oldest.saturating_sub(after_seq + 1);

@@ -26,6 +26,10 @@ use tollway_flow::store::FlowStore;
 
 use crate::error::AgentError;
 
+/// How long a flow may wait in the datapath's ring before the reader
+/// looks (the datapath wakes it earlier when the ring fills up).
+const READ_INTERVAL: Duration = Duration::from_millis(100);
+
 /// Hubble's default ring of flows.
 pub const DEFAULT_BUFFER: usize = 4095;
 /// The port of Hubble's metrics server.
@@ -231,6 +235,37 @@ fn clock_now() -> Clock {
     Clock::new(jiff::Timestamp::now(), mono)
 }
 
+/// Flow uuids (v4 format) without a system call per flow: one random seed
+/// from the OS, then a xorshift generator (ids need to be unique, not
+/// secret).
+struct FlowIds(u64, u64);
+
+impl FlowIds {
+    fn new() -> FlowIds {
+        let seed = uuid::Uuid::new_v4().as_u64_pair();
+        FlowIds(seed.0 | 1, seed.1 | 1)
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        // xorshift128+
+        let (mut a, b) = (self.0, self.1);
+        self.0 = b;
+        a ^= a << 23;
+        a ^= a >> 17;
+        a ^= b ^ (b >> 26);
+        self.1 = a;
+        a.wrapping_add(b)
+    }
+
+    fn next_uuid(&mut self) -> String {
+        let hi = u128::from(self.next_u64()) << 64;
+        let bytes = (hi | u128::from(self.next_u64())).to_be_bytes();
+        uuid::Builder::from_random_bytes(bytes)
+            .into_uuid()
+            .to_string()
+    }
+}
+
 /// Waits up to `timeout` for the ring to have data.
 fn wait_readable(fd: i32, timeout: Duration) {
     let mut pfd = libc::pollfd {
@@ -248,10 +283,14 @@ fn wait_readable(fd: i32, timeout: Duration) {
 fn read_events(mut ring: aya::maps::RingBuf<aya::maps::MapData>, maps: EventMaps, shared: &Shared) {
     let fd = ring.as_raw_fd();
     let mut decoder = Decoder::new(clock_now());
+    let mut ids = FlowIds::new();
     let mut clock_at = Instant::now();
     let mut lost_at = Instant::now() - Duration::from_secs(10);
     loop {
-        wait_readable(fd, Duration::from_millis(200));
+        // The datapath wakes the reader only once the ring holds
+        // TW_EVENTS_WAKEUP_BYTES (a wakeup per event costs the sender an
+        // interrupt); below that, this timeout bounds a flow's delay.
+        wait_readable(fd, READ_INTERVAL);
         if clock_at.elapsed() > Duration::from_secs(10) {
             // The wall clock may be stepped: re-read both clocks.
             decoder.clock = clock_now();
@@ -268,7 +307,7 @@ fn read_events(mut ring: aya::maps::RingBuf<aya::maps::MapData>, maps: EventMaps
             drop(item);
             match flow {
                 Some(mut flow) => {
-                    flow.uuid = uuid::Uuid::new_v4().to_string();
+                    flow.uuid = ids.next_uuid();
                     shared.metrics.record(&flow);
                     shared.store.push(flow);
                 }
@@ -287,6 +326,23 @@ fn read_events(mut ring: aya::maps::RingBuf<aya::maps::MapData>, maps: EventMaps
                 shared.metrics.set_lost_events(LOST_SOURCE_DATAPATH, n);
             }
             lost_at = Instant::now();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flow_ids_are_v4_uuids_and_distinct() {
+        let mut ids = FlowIds::new();
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..10_000 {
+            let id = ids.next_uuid();
+            let u = uuid::Uuid::parse_str(&id).expect("a uuid");
+            assert_eq!(u.get_version_num(), 4);
+            assert!(seen.insert(id));
         }
     }
 }
