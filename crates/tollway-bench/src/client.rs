@@ -280,6 +280,7 @@ fn run_latency(opts: &ClientOptions) -> ClientReport {
                 }
             }
         },
+        // Only RR gets here (`run` sends the other modes elsewhere).
         Mode::Rr | Mode::Stream | Mode::Udp => {
             let mut stream: Option<TcpStream> = None;
             loop {
