@@ -488,6 +488,27 @@ pub fn render_verdicts(v: &[Verdict]) -> String {
     out
 }
 
+/// Writes a report as pretty JSON (and a final newline) to `path`, creating
+/// its directory.
+pub(crate) fn write_json<T: serde::Serialize>(
+    path: &std::path::Path,
+    report: &T,
+) -> Result<(), crate::error::BenchError> {
+    use crate::error::BenchError;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| BenchError::Write {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    }
+    let mut text = serde_json::to_string_pretty(report)?;
+    text.push('\n');
+    std::fs::write(path, text).map_err(|source| BenchError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

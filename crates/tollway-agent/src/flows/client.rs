@@ -192,6 +192,20 @@ pub enum NodeEvent {
 
 type Body = hyper::body::Incoming;
 
+/// An HTTP/1 connection over `stream`, driven in the background.
+async fn handshake<S>(
+    stream: S,
+) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, ClientError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
 async fn open(t: &NodeTarget, req: &FlowRequest) -> Result<hyper::Response<Body>, ClientError> {
     let connect = |source| ClientError::Connect {
         socket: t.socket.to_string(),
@@ -199,26 +213,20 @@ async fn open(t: &NodeTarget, req: &FlowRequest) -> Result<hyper::Response<Body>
     };
     let mut sender = match &t.socket {
         Endpoint::Unix(path) => {
-            let stream = tokio::net::UnixStream::connect(path)
-                .await
-                .map_err(connect)?;
-            let (sender, conn) =
-                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-            sender
+            handshake(
+                tokio::net::UnixStream::connect(path)
+                    .await
+                    .map_err(connect)?,
+            )
+            .await?
         }
         Endpoint::Tcp(addr) => {
-            let stream = tokio::net::TcpStream::connect(addr)
-                .await
-                .map_err(connect)?;
-            let (sender, conn) =
-                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-            sender
+            handshake(
+                tokio::net::TcpStream::connect(addr)
+                    .await
+                    .map_err(connect)?,
+            )
+            .await?
         }
     };
     let body = serde_json::to_vec(req).map_err(|source| ClientError::Decode { source })?;

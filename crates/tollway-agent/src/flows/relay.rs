@@ -11,18 +11,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::BodyExt;
+use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::sync::mpsc;
-use tollway_flow::filter::FlowRequest;
 use tollway_flow::model::FlowResponse;
 use tollway_flow::relay::{DEFAULT_MAX_DELAY, FollowMerger, NodeStatus};
 
 use super::client::{self, NodeEvent};
-use super::server::{ChannelBody, Reply, error, full, line};
+use super::server::{ChannelBody, Reply, error, full, line, read_request};
 
 /// Serves the relay on `listener` until the process ends. `peers` is a
 /// `dns:///name:port` or a comma-separated list of host:port.
@@ -56,26 +55,10 @@ fn down(status: &NodeStatus) -> Bytes {
 }
 
 async fn flows(req: Request<Incoming>, peers: &str) -> Reply {
-    let body = match req.into_body().collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                &format!("reading the request: {e}"),
-            );
-        }
+    let request = match read_request(req).await {
+        Ok((r, _)) => r,
+        Err(reply) => return reply,
     };
-    let request: FlowRequest = if body.is_empty() {
-        FlowRequest::default()
-    } else {
-        match serde_json::from_slice(&body) {
-            Ok(r) => r,
-            Err(e) => return error(StatusCode::BAD_REQUEST, &format!("bad flow request: {e}")),
-        }
-    };
-    if let Err(e) = request.compile() {
-        return error(StatusCode::BAD_REQUEST, &e.to_string());
-    }
     let targets = match client::resolve_peers(peers).await {
         Ok(t) if !t.is_empty() => t,
         Ok(_) => return error(StatusCode::SERVICE_UNAVAILABLE, "no peers"),

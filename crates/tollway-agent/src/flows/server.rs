@@ -224,28 +224,40 @@ pub(super) fn line<T: serde::Serialize>(v: &T) -> Bytes {
     Bytes::from(s)
 }
 
-async fn flows(req: Request<Incoming>, shared: Arc<Shared>) -> Reply {
-    let body = match req.into_body().collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => {
-            return error(
+/// The flow request in a request's body (empty: every flow), compiled; or
+/// the 400 answer.
+pub(super) async fn read_request(
+    req: Request<Incoming>,
+) -> Result<(FlowRequest, CompiledRequest), Reply> {
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| {
+            error(
                 StatusCode::BAD_REQUEST,
                 &format!("reading the request: {e}"),
-            );
-        }
-    };
+            )
+        })?
+        .to_bytes();
     let request: FlowRequest = if body.is_empty() {
         FlowRequest::default()
     } else {
-        match serde_json::from_slice(&body) {
-            Ok(r) => r,
-            Err(e) => return error(StatusCode::BAD_REQUEST, &format!("bad flow request: {e}")),
-        }
+        serde_json::from_slice(&body)
+            .map_err(|e| error(StatusCode::BAD_REQUEST, &format!("bad flow request: {e}")))?
     };
-    let compiled: Arc<CompiledRequest> = match request.compile() {
-        Ok(c) => Arc::new(c),
-        Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
+    let compiled = request
+        .compile()
+        .map_err(|e| error(StatusCode::BAD_REQUEST, &e.to_string()))?;
+    Ok((request, compiled))
+}
+
+async fn flows(req: Request<Incoming>, shared: Arc<Shared>) -> Reply {
+    let (request, compiled) = match read_request(req).await {
+        Ok(r) => r,
+        Err(reply) => return reply,
     };
+    let compiled: Arc<CompiledRequest> = Arc::new(compiled);
     let follow = request.follow;
     let (tx, rx) = mpsc::channel::<Bytes>(256);
     tokio::spawn(async move {

@@ -271,19 +271,7 @@ impl Runner<'_> {
     }
 
     fn write(&self) -> Result<(), BenchError> {
-        let path = &self.opts.out;
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| BenchError::Write {
-                path: dir.to_path_buf(),
-                source,
-            })?;
-        }
-        let mut text = serde_json::to_string_pretty(&self.report)?;
-        text.push('\n');
-        std::fs::write(path, text).map_err(|source| BenchError::Write {
-            path: path.clone(),
-            source,
-        })
+        crate::report::write_json(&self.opts.out, &self.report)
     }
 }
 

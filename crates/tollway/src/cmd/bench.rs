@@ -166,7 +166,7 @@ struct FlowsArgs {
     /// Only the cross-node path (no client and server on the same node).
     #[arg(long)]
     no_same_node: bool,
-    /// Shorter defaults (about 1.5 min instead of 3).
+    /// Shorter defaults (under a minute instead of 2.5 min).
     #[arg(long)]
     quick: bool,
     /// Where the JSON results go.
