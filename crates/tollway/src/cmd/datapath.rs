@@ -346,8 +346,17 @@ pub fn status(lab: &str, args: StatusArgs) -> Result<ExitCode> {
                 .map(|w| format!(" [{w}]"))
                 .unwrap_or_default()
         );
-        // Like `cilium status`'s Hubble line.
-        match &a.flows {
+        // Like `cilium status`'s Hubble line. The events config is read
+        // from the map (it may have been changed since the agent started).
+        let live = tollway_datapath::lb::EventMaps::open(&paths.bpf_node_dir(&node))
+            .ok()
+            .and_then(|m| m.config().ok());
+        let mut flows = a.flows.clone();
+        if let (Some(f), Some(c)) = (flows.as_mut(), live) {
+            f.enabled = c.enabled != 0;
+            f.aggregation = tollway_datapath::lb::aggregation_name(c.level).to_string();
+        }
+        match &flows {
             Some(f) if f.enabled => println!(
                 "Hubble:                  Ok   Current/Max Flows: {}/{} ({:.2}%), Flows seen: {}, Lost events: {}, Aggregation: {}{}",
                 f.stored,
@@ -366,7 +375,7 @@ pub fn status(lab: &str, args: StatusArgs) -> Result<ExitCode> {
                     .unwrap_or_default()
             ),
             Some(_) => {
-                println!("Hubble:                  Disabled (the agent runs with --no-flow-events)")
+                println!("Hubble:                  Disabled (flow events are off in the datapath)")
             }
             None => println!(
                 "Hubble:                  NOT running (the flow service did not start; see the agent's log)"
