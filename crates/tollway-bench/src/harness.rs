@@ -372,6 +372,44 @@ impl Lab {
         })
     }
 
+    /// Brings the lab up with `nodes` nodes (a leftover of a killed run
+    /// with the same name is removed first); [`Lab::down`] takes it down.
+    pub(crate) fn bring_up(&mut self, nodes: usize) -> Result<(), BenchError> {
+        let _ = self.tw(&["lab", "down"], None, Duration::from_secs(120));
+        self.up = true;
+        let n = nodes.to_string();
+        self.tw(
+            &["lab", "up", "--nodes", &n],
+            None,
+            Duration::from_secs(180),
+        )?;
+        Ok(())
+    }
+
+    /// Applies `manifest` and waits until every pod of `namespace` is Ready.
+    pub(crate) fn start_pods(&self, manifest: String, namespace: &str) -> Result<(), BenchError> {
+        self.tw(
+            &["apply", "-f", "-"],
+            Some(manifest.into_bytes()),
+            Duration::from_secs(60),
+        )?;
+        self.tw(
+            &[
+                "wait",
+                "--for=condition=Ready",
+                "pod",
+                "--all",
+                "-n",
+                namespace,
+                "--timeout",
+                "120s",
+            ],
+            None,
+            Duration::from_secs(150),
+        )?;
+        Ok(())
+    }
+
     pub(crate) fn agent(&self, node: &str) -> Option<AgentStatus> {
         AgentStatus::read(&self.paths.node_dir(node))
     }
@@ -886,16 +924,7 @@ impl Bench<'_> {
         let lab_name = self.lab.name.clone();
         self.progress
             .step(format!("bringing up lab {lab_name} (2 nodes)"));
-        // A leftover of a killed run with the same name.
-        let _ = self
-            .lab
-            .tw(&["lab", "down"], None, Duration::from_secs(120));
-        self.lab.up = true;
-        self.lab.tw(
-            &["lab", "up", "--nodes", "2"],
-            None,
-            Duration::from_secs(180),
-        )?;
+        self.lab.bring_up(2)?;
         let cfg = LabConfig::load(&self.lab.paths)
             .map_err(|e| BenchError::Lab(e.to_string()))?
             .ok_or_else(|| BenchError::Lab(format!("lab {lab_name} has no config")))?;
@@ -912,25 +941,7 @@ impl Bench<'_> {
         }
         self.progress
             .step("starting the server (node-2) and client pods (node-1)");
-        self.lab.tw(
-            &["apply", "-f", "-"],
-            Some(pods_yaml(self.opts.cpu).into_bytes()),
-            Duration::from_secs(60),
-        )?;
-        self.lab.tw(
-            &[
-                "wait",
-                "--for=condition=Ready",
-                "pod",
-                "--all",
-                "-n",
-                NAMESPACE,
-                "--timeout",
-                "120s",
-            ],
-            None,
-            Duration::from_secs(150),
-        )?;
+        self.lab.start_pods(pods_yaml(self.opts.cpu), NAMESPACE)?;
         let pod = self
             .lab
             .json(&["get", "pod", SERVER_POD, "-n", NAMESPACE, "-o", "json"])?;

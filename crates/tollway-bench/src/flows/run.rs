@@ -184,34 +184,9 @@ impl Bench<'_> {
 
 fn setup(opts: &FlowsOptions, lab: &mut Lab, progress: &Progress) -> Result<Vec<Path>, BenchError> {
     progress.step(format!("bringing up lab {} (2 nodes)", lab.name));
-    // A leftover of a killed run with the same name.
-    let _ = lab.tw(&["lab", "down"], None, Duration::from_secs(120));
-    lab.up = true;
-    lab.tw(
-        &["lab", "up", "--nodes", "2"],
-        None,
-        Duration::from_secs(180),
-    )?;
+    lab.bring_up(2)?;
     progress.step("starting the servers (node-2, node-1) and the client pod (node-1)");
-    lab.tw(
-        &["apply", "-f", "-"],
-        Some(pods_yaml(opts.cpu).into_bytes()),
-        Duration::from_secs(60),
-    )?;
-    lab.tw(
-        &[
-            "wait",
-            "--for=condition=Ready",
-            "pod",
-            "--all",
-            "-n",
-            NAMESPACE,
-            "--timeout",
-            "120s",
-        ],
-        None,
-        Duration::from_secs(150),
-    )?;
+    lab.start_pods(pods_yaml(opts.cpu), NAMESPACE)?;
     let mut paths = Vec::new();
     let mut add = |name: &str, pod: &str, server_node: &str| -> Result<(), BenchError> {
         let ip = pod_ip(lab, pod)?;

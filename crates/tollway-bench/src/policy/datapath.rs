@@ -256,34 +256,9 @@ fn setup(
     progress: &Progress,
 ) -> Result<Ipv4Addr, BenchError> {
     progress.step(format!("bringing up lab {} (2 nodes)", lab.name));
-    // A leftover of a killed run with the same name.
-    let _ = lab.tw(&["lab", "down"], None, Duration::from_secs(120));
-    lab.up = true;
-    lab.tw(
-        &["lab", "up", "--nodes", "2"],
-        None,
-        Duration::from_secs(180),
-    )?;
+    lab.bring_up(2)?;
     progress.step("starting the server (node-2), client and intruder pods (node-1)");
-    lab.tw(
-        &["apply", "-f", "-"],
-        Some(pods_yaml(opts.cpu).into_bytes()),
-        Duration::from_secs(60),
-    )?;
-    lab.tw(
-        &[
-            "wait",
-            "--for=condition=Ready",
-            "pod",
-            "--all",
-            "-n",
-            NAMESPACE,
-            "--timeout",
-            "120s",
-        ],
-        None,
-        Duration::from_secs(150),
-    )?;
+    lab.start_pods(pods_yaml(opts.cpu), NAMESPACE)?;
     let pod = lab.json(&["get", "pod", SERVER_POD, "-n", NAMESPACE, "-o", "json"])?;
     pod["status"]["podIP"]
         .as_str()
