@@ -45,6 +45,9 @@ pub struct Delta {
     pub services: Vec<ObjectKey>,
     /// Pods changed: (before, after).
     pub pods: Vec<(Option<Pod>, Option<Pod>)>,
+    /// EndpointSlices created, changed or removed (the endpoints of
+    /// services without a selector).
+    pub slices: Vec<ObjectKey>,
     /// Anything else changed (namespaces, nodes, policies, ...).
     pub others: Vec<ObjectKey>,
 }
@@ -128,6 +131,7 @@ impl Follower {
                     };
                     match key.kind {
                         Kind::Service => d.services.push(key.clone()),
+                        Kind::EndpointSlice => d.slices.push(key.clone()),
                         Kind::Pod => {
                             let before = match self.snap.get(&key) {
                                 Some(Object::Pod(p)) => Some(p.clone()),
@@ -173,13 +177,14 @@ impl ChangeSource for tollway_kube::KubeSource {
     }
 
     /// The watchers' changes, as the follower's delta. Changes of raw
-    /// objects only (EndpointSlices: the agent computes endpoints from
-    /// pods) are no change to the agent.
+    /// objects only (kinds tollway-api has no type for) are no change to
+    /// the agent.
     fn poll(&mut self) -> Result<Change, AgentError> {
         Ok(match tollway_kube::KubeSource::poll(self) {
             tollway_kube::Polled::Changed(c) if !c.typed_is_empty() => Change::Delta(Delta {
                 services: c.services,
                 pods: c.pods,
+                slices: c.slices,
                 others: c.others,
             }),
             tollway_kube::Polled::Changed(_) | tollway_kube::Polled::None => Change::None,

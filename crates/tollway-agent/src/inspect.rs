@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use tollway_abi::{
     TW_CT_F_INGRESS, TW_CT_F_SERVICE, TW_SVC_F_AFFINITY, TW_SVC_F_CLUSTERIP, TW_SVC_F_ETP_LOCAL,
-    TW_SVC_F_NODEPORT, ip_of, port_of,
+    TW_SVC_F_EXTERNAL_IP, TW_SVC_F_LOADBALANCER, TW_SVC_F_NODEPORT, ip_of, port_of,
 };
 use tollway_datapath::lb::{LbMaps, MapsError};
 
@@ -29,6 +29,12 @@ fn service_type(flags: u16) -> String {
     }
     if flags & TW_SVC_F_NODEPORT != 0 {
         t.push("NodePort");
+    }
+    if flags & TW_SVC_F_LOADBALANCER != 0 {
+        t.push("LoadBalancer");
+    }
+    if flags & TW_SVC_F_EXTERNAL_IP != 0 {
+        t.push("ExternalIPs");
     }
     if flags & TW_SVC_F_ETP_LOCAL != 0 {
         t.push("Local");
@@ -321,4 +327,26 @@ pub fn render_service_list(rows: &[LbServiceRow]) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_types_read_like_cilium() {
+        assert_eq!(service_type(TW_SVC_F_CLUSTERIP), "ClusterIP");
+        assert_eq!(
+            service_type(TW_SVC_F_NODEPORT | TW_SVC_F_ETP_LOCAL),
+            "NodePort, Local"
+        );
+        assert_eq!(
+            service_type(TW_SVC_F_LOADBALANCER | TW_SVC_F_ETP_LOCAL),
+            "LoadBalancer, Local"
+        );
+        assert_eq!(
+            service_type(TW_SVC_F_EXTERNAL_IP | TW_SVC_F_AFFINITY),
+            "ExternalIPs, sessionAffinity"
+        );
+    }
 }

@@ -32,7 +32,6 @@ const LATER_KINDS: &[(&str, &str)] = &[
     ("networking.istio.io", "VirtualService"),
     ("networking.istio.io", "DestinationRule"),
     ("networking.istio.io", "ServiceEntry"),
-    ("discovery.k8s.io", "EndpointSlice"),
     ("", "Endpoints"),
 ];
 
@@ -125,6 +124,7 @@ pub fn decode(doc: &RawDocument) -> Result<Decoded, Vec<ManifestError>> {
         Kind::ServiceAccount => typed(v, &mut ignored).map(Object::ServiceAccount),
         Kind::Node => typed(v, &mut ignored).map(Object::Node),
         Kind::Service => typed(v, &mut ignored).map(Object::Service),
+        Kind::EndpointSlice => typed(v, &mut ignored).map(Object::EndpointSlice),
         Kind::Deployment => typed(v, &mut ignored).map(Object::Deployment),
         Kind::Pod => typed(v, &mut ignored).map(Object::Pod),
         Kind::NetworkPolicy => typed(v, &mut ignored).map(Object::NetworkPolicy),
@@ -329,6 +329,135 @@ mod tests {
         );
         assert!(w[0].starts_with("t.yaml:9:"), "{w:?}");
         assert!(w[1].contains("readinessProbe: probes are not run"), "{w:?}");
+    }
+
+    #[test]
+    fn endpoint_slices_decode_with_kubernetes_defaults() {
+        let d = one("apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: kubernetes\n  labels: {kubernetes.io/service-name: kubernetes}\naddressType: IPv4\nendpoints:\n- addresses: [172.18.0.2]\n  conditions: {}\n- addresses: [172.18.0.3]\n  conditions: {ready: false, terminating: true}\n  nodeName: node-b\n  zone: z1\n  hostname: api-1\n  targetRef: {kind: Pod, namespace: default, name: api-1, uid: u1}\nports:\n- {name: https, port: 6443}\n- {port: 53, protocol: UDP, appProtocol: dns}\n").unwrap();
+        assert!(d.warnings.is_empty(), "{:?}", d.warnings);
+        let Object::EndpointSlice(es) = d.object else {
+            panic!("{:?}", d.object)
+        };
+        assert_eq!(es.metadata.namespace.as_deref(), Some("default"));
+        assert_eq!(es.service_name(), Some("kubernetes"));
+        assert_eq!(es.address_type, crate::AddressType::IPv4);
+        // Unset conditions: ready, and serving as ready.
+        let c = es.endpoints[0].conditions;
+        assert!(c.is_ready() && c.is_serving() && !c.is_terminating());
+        let c = es.endpoints[1].conditions;
+        assert!(!c.is_ready() && !c.is_serving() && c.is_terminating());
+        assert_eq!(es.endpoints[1].node_name.as_deref(), Some("node-b"));
+        assert_eq!(
+            es.endpoints[1]
+                .target_ref
+                .as_ref()
+                .and_then(|r| r.name.as_deref()),
+            Some("api-1")
+        );
+        // `SetDefaults_EndpointPort`: name "", protocol TCP.
+        assert_eq!(es.ports[0].protocol, Some(crate::Protocol::Tcp));
+        assert_eq!(es.ports[1].name.as_deref(), Some(""));
+        assert_eq!(es.ports[1].protocol(), crate::Protocol::Udp);
+        for name in [
+            "endpointslices",
+            "EndpointSlice",
+            "endpointslices.discovery.k8s.io",
+        ] {
+            assert_eq!(Kind::from_cli(name), Some(Kind::EndpointSlice), "{name}");
+        }
+        assert_eq!(Kind::EndpointSlice.plural(), "endpointslices");
+        assert!(Kind::EndpointSlice.namespaced());
+        // Round trip through the store's JSON.
+        let v = Object::EndpointSlice(es.clone()).to_value();
+        assert_eq!(v["addressType"], "IPv4");
+        assert_eq!(Object::from_value(v).unwrap(), Object::EndpointSlice(es));
+    }
+
+    #[test]
+    fn ipv6_and_unlabelled_slices_are_accepted_with_warnings() {
+        let d = one("apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: web-v6\n  namespace: shop\naddressType: IPv6\nendpoints:\n- addresses: ['fd00:10:244::5']\n").unwrap();
+        let w: Vec<String> = d.warnings.iter().map(ToString::to_string).collect();
+        assert!(
+            w.iter()
+                .any(|w| w.contains("addressType: IPv6 slices are not load balanced")),
+            "{w:?}"
+        );
+        assert!(
+            w.iter()
+                .any(|w| w.contains("metadata.labels: no \"kubernetes.io/service-name\" label")),
+            "{w:?}"
+        );
+    }
+
+    #[test]
+    fn endpoint_slice_errors_name_the_slice_and_field() {
+        let e = errors(
+            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: web-abc\n  namespace: shop\naddressType: IPv4\nendpoints:\n- addresses:\n  - 10.244.1.5\n  - 127.0.0.1\n",
+        );
+        assert_eq!(
+            e,
+            [
+                "t.yaml:10: document 1 (EndpointSlice shop/web-abc): endpoints[0].addresses[1]: may not be in the loopback range (127.0.0.0/8, ::1/128), got 127.0.0.1"
+            ]
+        );
+        let e = errors(
+            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: web-abc\n",
+        );
+        assert!(
+            e[0].contains("(EndpointSlice default/web-abc)")
+                && e[0].contains("missing field `addressType`"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn service_types_of_a_real_cluster_are_accepted() {
+        let lb = one("apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  type: LoadBalancer\n  externalIPs: [192.168.50.10, 'fd00::10']\n  selector: {app: web}\n  ports:\n  - {name: http, port: 80}\n  - {name: sig, port: 9000, protocol: SCTP}\nstatus:\n  loadBalancer:\n    ingress:\n    - {ip: 203.0.113.7, ipMode: VIP}\n    - hostname: lb.example.com\n").unwrap();
+        let Object::Service(s) = &lb.object else {
+            panic!()
+        };
+        assert_eq!(s.spec.allocate_load_balancer_node_ports, Some(true));
+        assert_eq!(
+            s.spec.external_traffic_policy,
+            Some(crate::TrafficPolicy::Cluster)
+        );
+        assert!(s.allocates_node_ports() && s.is_externally_accessible());
+        assert_eq!(s.load_balancer_ips().collect::<Vec<_>>(), ["203.0.113.7"]);
+        let w: Vec<String> = lb.warnings.iter().map(ToString::to_string).collect();
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w.iter()
+                .any(|w| w.contains("spec.externalIPs[1]: not an IPv4 address")),
+            "{w:?}"
+        );
+        assert!(
+            w.iter()
+                .any(|w| w.contains("spec.ports[1].protocol: SCTP is not load balanced")),
+            "{w:?}"
+        );
+
+        let ext = one("apiVersion: v1\nkind: Service\nmetadata: {name: db}\nspec:\n  type: ExternalName\n  externalName: db.example.com.\n").unwrap();
+        let Object::Service(s) = &ext.object else {
+            panic!()
+        };
+        assert_eq!(s.spec.external_name.as_deref(), Some("db.example.com."));
+        assert_eq!(s.spec.internal_traffic_policy, None);
+        assert!(!s.is_externally_accessible() && !s.allocates_node_ports());
+
+        // External IPs make a ClusterIP service externally accessible.
+        let c = one("apiVersion: v1\nkind: Service\nmetadata: {name: c}\nspec:\n  externalIPs: [192.168.50.11]\n  externalTrafficPolicy: Local\n  ports: [{port: 80}]\n").unwrap();
+        let Object::Service(s) = &c.object else {
+            panic!()
+        };
+        assert_eq!(
+            s.spec.external_traffic_policy,
+            Some(crate::TrafficPolicy::Local)
+        );
+        let no_alloc = one("apiVersion: v1\nkind: Service\nmetadata: {name: nolb}\nspec:\n  type: LoadBalancer\n  allocateLoadBalancerNodePorts: false\n  ports: [{port: 80}]\n").unwrap();
+        let Object::Service(s) = &no_alloc.object else {
+            panic!()
+        };
+        assert!(!s.allocates_node_ports());
     }
 
     #[test]

@@ -38,6 +38,7 @@ pub fn apply_defaults(o: &mut Object) {
             default_pod_spec(&mut d.spec.template.spec);
         }
         Object::Service(s) => {
+            let external = s.is_externally_accessible();
             let spec = &mut s.spec;
             let ty = *spec.type_.get_or_insert(ServiceType::ClusterIP);
             for p in &mut spec.ports {
@@ -57,12 +58,28 @@ pub fn apply_defaults(o: &mut Object) {
                     .timeout_seconds
                     .get_or_insert(10800);
             }
-            if ty == ServiceType::NodePort {
+            // `SetDefaults_Service`: externally accessible services get
+            // `externalTrafficPolicy: Cluster`, LoadBalancers their node
+            // ports.
+            if external {
                 spec.external_traffic_policy
                     .get_or_insert(TrafficPolicy::Cluster);
             }
-            spec.internal_traffic_policy
-                .get_or_insert(TrafficPolicy::Cluster);
+            if ty == ServiceType::LoadBalancer {
+                spec.allocate_load_balancer_node_ports.get_or_insert(true);
+            }
+            if ty != ServiceType::ExternalName {
+                spec.internal_traffic_policy
+                    .get_or_insert(TrafficPolicy::Cluster);
+            }
+        }
+        Object::EndpointSlice(es) => {
+            // `SetDefaults_EndpointPort`: an unnamed port is named "", the
+            // protocol is TCP.
+            for p in &mut es.ports {
+                p.name.get_or_insert_with(String::new);
+                p.protocol.get_or_insert(Protocol::Tcp);
+            }
         }
         Object::NetworkPolicy(np) => default_network_policy(&mut np.spec),
         Object::CiliumNetworkPolicy(p) | Object::CiliumClusterwideNetworkPolicy(p) => {

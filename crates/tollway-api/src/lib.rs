@@ -6,7 +6,8 @@
 //! the field (and, for YAML, the line), the way `kubectl` users expect.
 //!
 //! The kinds known today are `Namespace`, `ServiceAccount`, `Pod`, `Node`,
-//! `Service` (all `v1`), `Deployment` (`apps/v1`), `NetworkPolicy`
+//! `Service` (all `v1`), `EndpointSlice` (`discovery.k8s.io/v1`),
+//! `Deployment` (`apps/v1`), `NetworkPolicy`
 //! (`networking.k8s.io/v1`), and `CiliumNetworkPolicy` and
 //! `CiliumClusterwideNetworkPolicy` (`cilium.io/v2`). Kinds that later issues
 //! add (Istio policies, gateways, routes) are reported as "not supported
@@ -22,6 +23,7 @@ mod cilium;
 mod core;
 mod decode;
 mod defaults;
+mod discovery;
 mod error;
 mod identity;
 mod intstr;
@@ -48,6 +50,10 @@ pub use core::{
 };
 pub use decode::{Decoded, decode, decode_all};
 pub use defaults::{NAMESPACE_NAME_LABEL, apply_defaults};
+pub use discovery::{
+    AddressType, Endpoint, EndpointConditions, EndpointPort, EndpointSlice, ObjectReference,
+    SERVICE_NAME_LABEL,
+};
 pub use error::{ManifestError, ObjectRef, Problem, Warning};
 pub use identity::CiliumIdentity;
 pub use intstr::IntOrString;
@@ -60,6 +66,6 @@ pub use object::{Kind, Object, ObjectKey};
 pub use parse::{RawDocument, parse_documents};
 pub use selector::{LabelSelector, LabelSelectorRequirement, Selector};
 pub use service::{
-    ClientIpConfig, Service, ServicePort, ServiceSpec, ServiceType, SessionAffinity,
-    SessionAffinityConfig, TrafficPolicy,
+    ClientIpConfig, LoadBalancerIngress, LoadBalancerStatus, PortStatus, Service, ServicePort,
+    ServiceSpec, ServiceStatus, ServiceType, SessionAffinity, SessionAffinityConfig, TrafficPolicy,
 };

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::apps::Deployment;
 use crate::cilium::CiliumNetworkPolicy;
 use crate::core::{Namespace, Node, Pod, ServiceAccount};
+use crate::discovery::EndpointSlice;
 use crate::identity::CiliumIdentity;
 use crate::meta::ObjectMeta;
 use crate::netpol::NetworkPolicy;
@@ -23,6 +24,8 @@ pub enum Kind {
     Node,
     /// `v1` Service.
     Service,
+    /// `discovery.k8s.io/v1` EndpointSlice.
+    EndpointSlice,
     /// `apps/v1` Deployment.
     Deployment,
     /// `v1` Pod.
@@ -40,11 +43,12 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in the order objects are applied (namespaces first).
-    pub const ALL: [Kind; 10] = [
+    pub const ALL: [Kind; 11] = [
         Kind::Namespace,
         Kind::ServiceAccount,
         Kind::Node,
         Kind::Service,
+        Kind::EndpointSlice,
         Kind::Deployment,
         Kind::Pod,
         Kind::NetworkPolicy,
@@ -60,6 +64,7 @@ impl Kind {
             Kind::ServiceAccount => "ServiceAccount",
             Kind::Node => "Node",
             Kind::Service => "Service",
+            Kind::EndpointSlice => "EndpointSlice",
             Kind::Deployment => "Deployment",
             Kind::Pod => "Pod",
             Kind::NetworkPolicy => "NetworkPolicy",
@@ -73,6 +78,7 @@ impl Kind {
     pub fn api_version(self) -> &'static str {
         match self {
             Kind::Deployment => "apps/v1",
+            Kind::EndpointSlice => "discovery.k8s.io/v1",
             Kind::NetworkPolicy => "networking.k8s.io/v1",
             Kind::CiliumNetworkPolicy
             | Kind::CiliumClusterwideNetworkPolicy
@@ -88,6 +94,7 @@ impl Kind {
             Kind::ServiceAccount => "serviceaccounts",
             Kind::Node => "nodes",
             Kind::Service => "services",
+            Kind::EndpointSlice => "endpointslices",
             Kind::Deployment => "deployments",
             Kind::Pod => "pods",
             Kind::NetworkPolicy => "networkpolicies",
@@ -115,8 +122,8 @@ impl Kind {
 
     /// Look a kind up the way `kubectl get` does: singular, plural, short
     /// name or `kind`, case-insensitively (`po`, `svc`, `deploy`, `ns`, `sa`,
-    /// `netpol`, `cnp`, `ccnp`); a group suffix (`networkpolicies.networking.k8s.io`)
-    /// is ignored.
+    /// `netpol`, `cnp`, `ccnp`; `endpointslices` has no short name); a group
+    /// suffix (`networkpolicies.networking.k8s.io`) is ignored.
     pub fn from_cli(s: &str) -> Option<Kind> {
         let l = s.to_ascii_lowercase();
         let l = l.split('.').next().unwrap_or("");
@@ -125,6 +132,7 @@ impl Kind {
             "sa" | "serviceaccount" | "serviceaccounts" => Kind::ServiceAccount,
             "no" | "node" | "nodes" => Kind::Node,
             "svc" | "service" | "services" => Kind::Service,
+            "endpointslice" | "endpointslices" => Kind::EndpointSlice,
             "deploy" | "deployment" | "deployments" => Kind::Deployment,
             "po" | "pod" | "pods" => Kind::Pod,
             "netpol" | "networkpolicy" | "networkpolicies" => Kind::NetworkPolicy,
@@ -193,6 +201,8 @@ pub enum Object {
     Node(Node),
     /// Service.
     Service(Service),
+    /// EndpointSlice.
+    EndpointSlice(EndpointSlice),
     /// Deployment.
     Deployment(Deployment),
     /// Pod.
@@ -215,6 +225,7 @@ impl Object {
             Object::ServiceAccount(_) => Kind::ServiceAccount,
             Object::Node(_) => Kind::Node,
             Object::Service(_) => Kind::Service,
+            Object::EndpointSlice(_) => Kind::EndpointSlice,
             Object::Deployment(_) => Kind::Deployment,
             Object::Pod(_) => Kind::Pod,
             Object::NetworkPolicy(_) => Kind::NetworkPolicy,
@@ -231,6 +242,7 @@ impl Object {
             Object::ServiceAccount(o) => &o.metadata,
             Object::Node(o) => &o.metadata,
             Object::Service(o) => &o.metadata,
+            Object::EndpointSlice(o) => &o.metadata,
             Object::Deployment(o) => &o.metadata,
             Object::Pod(o) => &o.metadata,
             Object::NetworkPolicy(o) => &o.metadata,
@@ -248,6 +260,7 @@ impl Object {
             Object::ServiceAccount(o) => &mut o.metadata,
             Object::Node(o) => &mut o.metadata,
             Object::Service(o) => &mut o.metadata,
+            Object::EndpointSlice(o) => &mut o.metadata,
             Object::Deployment(o) => &mut o.metadata,
             Object::Pod(o) => &mut o.metadata,
             Object::NetworkPolicy(o) => &mut o.metadata,
@@ -281,6 +294,7 @@ impl Object {
             Some(Kind::ServiceAccount) => Object::ServiceAccount(serde_json::from_value(value)?),
             Some(Kind::Node) => Object::Node(serde_json::from_value(value)?),
             Some(Kind::Service) => Object::Service(serde_json::from_value(value)?),
+            Some(Kind::EndpointSlice) => Object::EndpointSlice(serde_json::from_value(value)?),
             Some(Kind::Deployment) => Object::Deployment(serde_json::from_value(value)?),
             Some(Kind::Pod) => Object::Pod(serde_json::from_value(value)?),
             Some(Kind::NetworkPolicy) => Object::NetworkPolicy(serde_json::from_value(value)?),
@@ -306,6 +320,12 @@ impl Object {
             Object::Namespace(_) | Object::ServiceAccount(_) => serde_json::Value::Null,
             Object::Node(o) => serde_json::to_value(&o.spec).unwrap_or_default(),
             Object::Service(o) => serde_json::to_value(&o.spec).unwrap_or_default(),
+            // No spec: the endpoints are what the slice says.
+            Object::EndpointSlice(o) => serde_json::json!({
+                "addressType": o.address_type,
+                "endpoints": serde_json::to_value(&o.endpoints).unwrap_or_default(),
+                "ports": serde_json::to_value(&o.ports).unwrap_or_default(),
+            }),
             Object::Deployment(o) => serde_json::to_value(&o.spec).unwrap_or_default(),
             Object::Pod(o) => serde_json::to_value(&o.spec).unwrap_or_default(),
             Object::NetworkPolicy(o) => serde_json::to_value(&o.spec).unwrap_or_default(),
@@ -329,6 +349,7 @@ impl Serialize for Object {
             Object::ServiceAccount(o) => o.serialize(s),
             Object::Node(o) => o.serialize(s),
             Object::Service(o) => o.serialize(s),
+            Object::EndpointSlice(o) => o.serialize(s),
             Object::Deployment(o) => o.serialize(s),
             Object::Pod(o) => o.serialize(s),
             Object::NetworkPolicy(o) => o.serialize(s),

@@ -22,13 +22,17 @@ pub struct Service {
     /// Spec.
     #[serde(default)]
     pub spec: ServiceSpec,
+    /// Status: the load balancer's addresses, written by whoever provides
+    /// it (a cloud controller; nobody in the lab).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<ServiceStatus>,
 }
 
 /// Service spec.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceSpec {
-    /// `ClusterIP` (default) or `NodePort`.
+    /// `ClusterIP` (default), `NodePort`, `LoadBalancer` or `ExternalName`.
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub type_: Option<ServiceType>,
     /// Pods selected as endpoints.
@@ -50,9 +54,20 @@ pub struct ServiceSpec {
     /// ClientIP affinity timeout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_affinity_config: Option<SessionAffinityConfig>,
-    /// `Cluster` (default) or `Local`, for NodePort traffic.
+    /// `Cluster` (default) or `Local`, for traffic to the node ports, the
+    /// load balancer's and the external IPs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_traffic_policy: Option<TrafficPolicy>,
+    /// More addresses the service answers on (at its ports), any type but
+    /// ExternalName.
+    #[serde(default, rename = "externalIPs", skip_serializing_if = "Vec::is_empty")]
+    pub external_ips: Vec<String>,
+    /// `ExternalName`: the DNS name the service is an alias of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_name: Option<String>,
+    /// `LoadBalancer`: whether node ports are allocated (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocate_load_balancer_node_ports: Option<bool>,
     /// `Cluster` (default) or `Local`, for in-cluster traffic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub internal_traffic_policy: Option<TrafficPolicy>,
@@ -74,9 +89,10 @@ pub enum ServiceType {
     ClusterIP,
     /// ClusterIP plus a port on every node.
     NodePort,
-    /// Parsed so that it can be rejected by name (not supported yet).
+    /// NodePort plus the load balancer's addresses
+    /// (`status.loadBalancer.ingress`).
     LoadBalancer,
-    /// Parsed so that it can be rejected by name (not supported yet).
+    /// A DNS alias (`externalName`): no addresses, no ports are served.
     ExternalName,
 }
 
@@ -127,6 +143,55 @@ pub struct ClientIpConfig {
     pub timeout_seconds: Option<i64>,
 }
 
+/// `status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceStatus {
+    /// The load balancer, for `LoadBalancer` services.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_balancer: Option<LoadBalancerStatus>,
+}
+
+/// `status.loadBalancer`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadBalancerStatus {
+    /// Where the load balancer listens.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ingress: Vec<LoadBalancerIngress>,
+}
+
+/// `status.loadBalancer.ingress[]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadBalancerIngress {
+    /// An IP address (IPv4 ones get a frontend).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    /// A DNS name (not load balanced).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// `VIP` (default) or `Proxy`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_mode: Option<String>,
+    /// The ports' status, as the provider reports it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortStatus>,
+}
+
+/// `status.loadBalancer.ingress[].ports[]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PortStatus {
+    /// The port.
+    pub port: i64,
+    /// Its protocol.
+    pub protocol: Protocol,
+    /// An error, as a CamelCase reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 /// A service port.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -142,7 +207,8 @@ pub struct ServicePort {
     /// The pods' port: a number, or a container port name (default: `port`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_port: Option<IntOrString>,
-    /// For NodePort services: allocated from 30000-32767 when omitted.
+    /// For NodePort and LoadBalancer services: allocated from 30000-32767
+    /// when omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_port: Option<i64>,
     /// Accepted (application protocol hint, used by L7 later).
@@ -159,6 +225,41 @@ impl Service {
     /// True for `clusterIP: None`.
     pub fn is_headless(&self) -> bool {
         self.spec.cluster_ip.as_deref() == Some("None")
+    }
+
+    /// Reachable from outside the cluster (Kubernetes'
+    /// `ExternallyAccessible`): NodePort and LoadBalancer services, and
+    /// ClusterIP services with external IPs. `externalTrafficPolicy`
+    /// applies to these only.
+    pub fn is_externally_accessible(&self) -> bool {
+        match self.service_type() {
+            ServiceType::NodePort | ServiceType::LoadBalancer => true,
+            ServiceType::ClusterIP => !self.spec.external_ips.is_empty(),
+            ServiceType::ExternalName => false,
+        }
+    }
+
+    /// Whether the service gets node ports: NodePort services, and
+    /// LoadBalancer services unless `allocateLoadBalancerNodePorts: false`.
+    pub fn allocates_node_ports(&self) -> bool {
+        match self.service_type() {
+            ServiceType::NodePort => true,
+            ServiceType::LoadBalancer => self.spec.allocate_load_balancer_node_ports != Some(false),
+            ServiceType::ClusterIP | ServiceType::ExternalName => false,
+        }
+    }
+
+    /// The load balancer's ingress IPs (`status.loadBalancer.ingress[].ip`)
+    /// that nodes may serve themselves, as given: those of `ipMode: VIP`
+    /// (the default); `Proxy` ones must reach the load balancer (kube-proxy
+    /// leaves them alone).
+    pub fn load_balancer_ips(&self) -> impl Iterator<Item = &str> + '_ {
+        self.status
+            .iter()
+            .filter_map(|s| s.load_balancer.as_ref())
+            .flat_map(|lb| lb.ingress.iter())
+            .filter(|i| i.ip_mode.as_deref() != Some("Proxy"))
+            .filter_map(|i| i.ip.as_deref())
     }
 }
 

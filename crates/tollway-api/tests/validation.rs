@@ -29,6 +29,12 @@ fn svc(spec: &str) -> String {
     )
 }
 
+fn slice(body: &str) -> String {
+    format!(
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: s-1\n  namespace: payments\n  labels: {{kubernetes.io/service-name: s}}\n{body}"
+    )
+}
+
 fn deploy(spec: &str) -> String {
     format!("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: d\nspec:\n{spec}")
 }
@@ -67,19 +73,29 @@ fn each_error_names_its_field() {
         (pod(&format!("{C}  nodeSelector:\n    'k/': v\n")), "spec.nodeSelector.k/:"),
         // services
         (svc("  ports: []\n"), "spec.ports: required"),
-        (svc("  type: LoadBalancer\n  ports: [{port: 80}]\n"), "spec.type: LoadBalancer is not supported yet"),
-        (svc("  type: ExternalName\n  ports: [{port: 80}]\n"), "spec.type: ExternalName is not supported yet"),
+        (svc("  type: ExternalName\n"), "spec.externalName: required for an ExternalName service"),
+        (svc("  type: ExternalName\n  externalName: .\n"), "spec.externalName: required"),
+        (svc("  type: ExternalName\n  externalName: DB_host.example.com\n"), "spec.externalName: a lowercase RFC 1123 subdomain"),
+        (svc("  type: ExternalName\n  externalName: db.example.com\n  clusterIP: 10.96.0.5\n"), "spec.clusterIP: may not be set for an ExternalName service"),
+        (svc("  type: LoadBalancer\n  clusterIP: None\n  ports: [{port: 80}]\n"), "spec.clusterIP: may not be \"None\" for a LoadBalancer service"),
+        (svc("  allocateLoadBalancerNodePorts: false\n  ports: [{port: 80}]\n"), "spec.allocateLoadBalancerNodePorts: may only be set when spec.type is LoadBalancer"),
+        (svc("  externalIPs: [10.0.0.300]\n  ports: [{port: 80}]\n"), "spec.externalIPs[0]: must be a valid IP address, got \"10.0.0.300\""),
+        (svc("  externalIPs: [192.168.1.10, 127.0.0.1]\n  ports: [{port: 80}]\n"), "spec.externalIPs[1]: may not be in the loopback range"),
+        (svc("  externalIPs: [0.0.0.0]\n  ports: [{port: 80}]\n"), "spec.externalIPs[0]: may not be unspecified"),
+        (svc("  type: LoadBalancer\n  ports: [{port: 80}]\nstatus:\n  loadBalancer:\n    ingress:\n    - ip: lb.example.com\n"), "status.loadBalancer.ingress[0].ip: must be a valid IP address"),
+        (svc("  type: LoadBalancer\n  ports: [{port: 80}]\nstatus:\n  loadBalancer:\n    ingress:\n    - hostname: 203.0.113.7\n"), "status.loadBalancer.ingress[0].hostname: must be a DNS name, not an IP address"),
+        (svc("  type: LoadBalancer\n  ports: [{port: 80}]\nstatus:\n  loadBalancer:\n    ingress:\n    - {ip: 203.0.113.7, ipMode: Direct}\n"), "status.loadBalancer.ingress[0].ipMode: must be \"VIP\" or \"Proxy\""),
         (svc("  ports:\n  - port: 80\n  - port: 81\n    name: b\n"), "spec.ports[0].name: required when the service has more than one port"),
         (svc("  ports:\n  - port: 80\n    name: a\n  - port: 81\n    name: a\n"), "spec.ports[1].name: duplicate port name"),
         (svc("  ports:\n  - port: 80\n    name: A\n"), "spec.ports[0].name: a lowercase RFC 1123 label"),
         (svc("  ports:\n  - port: 70000\n"), "spec.ports[0].port: must be 1-65535, got 70000"),
-        (svc("  ports:\n  - port: 80\n    protocol: SCTP\n"), "spec.ports[0].protocol: SCTP is not supported"),
         (svc("  ports:\n  - port: 80\n    name: a\n  - port: 80\n    name: b\n"), "spec.ports[1].port: duplicate port 80/TCP"),
         (svc("  ports:\n  - port: 80\n    targetPort: 0\n"), "spec.ports[0].targetPort: must be 1-65535, got 0"),
         (svc("  ports:\n  - port: 80\n    targetPort: Not-A-Name\n"), "spec.ports[0].targetPort: must contain only lower case"),
         (svc("  ports:\n  - port: 80\n    targetPort: [1]\n"), "spec.ports[0].targetPort:"),
-        (svc("  ports:\n  - port: 80\n    nodePort: 30080\n"), "spec.ports[0].nodePort: may only be set when spec.type is NodePort"),
-        (svc("  type: NodePort\n  ports:\n  - port: 80\n    nodePort: 80\n"), "spec.ports[0].nodePort: must be 30000-32767, got 80"),
+        (svc("  ports:\n  - port: 80\n    nodePort: 30080\n"), "spec.ports[0].nodePort: may only be set when spec.type is NodePort or LoadBalancer"),
+        (svc("  type: ExternalName\n  externalName: db.example.com\n  ports:\n  - port: 80\n    nodePort: 30080\n"), "spec.ports[0].nodePort: may only be set when spec.type is NodePort or LoadBalancer"),
+        (svc("  type: NodePort\n  ports:\n  - port: 80\n    nodePort: 70000\n"), "spec.ports[0].nodePort: must be 1-65535, got 70000"),
         (svc("  clusterIP: 10.96.0.300\n  ports: [{port: 80}]\n"), "spec.clusterIP: must be an IPv4 address"),
         (svc("  type: NodePort\n  clusterIP: None\n  ports: [{port: 80}]\n"), "spec.clusterIP: may not be \"None\" for a NodePort"),
         (svc("  clusterIP: 10.96.0.20\n  clusterIPs: [10.96.0.21]\n  ports: [{port: 80}]\n"), "spec.clusterIPs[0]: must match spec.clusterIP"),
@@ -87,9 +103,31 @@ fn each_error_names_its_field() {
         (svc("  sessionAffinity: ClientIP\n  sessionAffinityConfig:\n    clientIP:\n      timeoutSeconds: 0\n  ports: [{port: 80}]\n"), "spec.sessionAffinityConfig.clientIP.timeoutSeconds: must be 1-86400, got 0"),
         (svc("  sessionAffinity: Sticky\n  ports: [{port: 80}]\n"), "spec.sessionAffinity: unknown variant `Sticky`"),
         (svc("  sessionAffinityConfig:\n    clientIP:\n      timeoutSeconds: 10\n  ports: [{port: 80}]\n"), "spec.sessionAffinityConfig: may only be set when spec.sessionAffinity is ClientIP"),
-        (svc("  externalTrafficPolicy: Local\n  ports: [{port: 80}]\n"), "spec.externalTrafficPolicy: may only be set for NodePort"),
+        (svc("  externalTrafficPolicy: Local\n  ports: [{port: 80}]\n"), "spec.externalTrafficPolicy: may only be set for externally-accessible services (NodePort, LoadBalancer, or with spec.externalIPs)"),
+        (svc("  type: ExternalName\n  externalName: db.example.com\n  externalTrafficPolicy: Cluster\n"), "spec.externalTrafficPolicy: may only be set for externally-accessible"),
         (svc("  ipFamilies: [IPv6]\n  ports: [{port: 80}]\n"), "spec.ipFamilies: only IPv4"),
         (svc("  selector:\n    app: 'a b'\n  ports: [{port: 80}]\n"), "spec.selector.app:"),
+        // endpoint slices
+        (slice(""), "missing field `addressType`"),
+        (slice("addressType: IPv5\n"), "addressType: unknown variant `IPv5`"),
+        (slice("addressType: IPv4\nendpoints:\n- addresses: []\n"), "endpoints[0].addresses: must contain at least 1 address"),
+        (slice("addressType: IPv4\nendpoints:\n- conditions: {ready: true}\n"), "endpoints[0].addresses: must contain at least 1 address"),
+        (slice("addressType: IPv4\nendpoints:\n- addresses: [10.244.1.5]\n- addresses: [fd00::5]\n"), "endpoints[1].addresses[0]: must be a valid IPv4 address (addressType IPv4), got \"fd00::5\""),
+        (slice("addressType: IPv6\nendpoints:\n- addresses: [10.244.1.5]\n"), "endpoints[0].addresses[0]: must be a valid IPv6 address"),
+        (slice("addressType: IPv4\nendpoints:\n- addresses: [10.244.1.5, 127.0.0.1]\n"), "endpoints[0].addresses[1]: may not be in the loopback range"),
+        (slice("addressType: IPv4\nendpoints:\n- addresses: [169.254.1.1]\n"), "endpoints[0].addresses[0]: may not be in the link-local range"),
+        (slice("addressType: FQDN\nendpoints:\n- addresses: [localhost]\n"), "endpoints[0].addresses[0]: must be a fully qualified domain name"),
+        (slice("addressType: FQDN\nendpoints:\n- addresses: [Db.Example.com]\n"), "endpoints[0].addresses[0]: a lowercase RFC 1123 subdomain"),
+        (slice("addressType: IPv4\nendpoints:\n- addresses: [10.244.1.5]\n  nodeName: Node_1\n"), "endpoints[0].nodeName: a lowercase RFC 1123 subdomain"),
+        (slice("addressType: IPv4\nendpoints:\n- addresses: [10.244.1.5]\n  hostname: web.0\n"), "endpoints[0].hostname: a lowercase RFC 1123 label"),
+        (slice("addressType: IPv4\nendpoints:\n- addresses: [10.244.1.5]\n  conditions: {ready: maybe}\n"), "endpoints[0].conditions.ready: invalid type"),
+        (slice("addressType: IPv4\nports:\n- {name: http, port: 80}\n- {name: http, port: 81}\n"), "ports[1].name: duplicate port name \"http\""),
+        (slice("addressType: IPv4\nports:\n- {port: 80}\n- {port: 81, protocol: UDP}\n"), "ports[1].name: duplicate port name \"\""),
+        (slice("addressType: IPv4\nports:\n- {name: HTTP, port: 80}\n"), "ports[0].name: a lowercase RFC 1123 label"),
+        (slice("addressType: IPv4\nports:\n- {name: http, port: 0}\n"), "ports[0].port: must be 1-65535, got 0"),
+        (slice("addressType: IPv4\nports:\n- {name: http, port: 80, protocol: QUIC}\n"), "ports[0].protocol: unknown variant `QUIC`"),
+        (slice("addressType: IPv4\nports:\n- {name: http, port: 80, appProtocol: 'h 2'}\n"), "ports[0].appProtocol:"),
+        ("apiVersion: discovery.k8s.io/v1beta1\nkind: EndpointSlice\nmetadata: {name: e}\naddressType: IPv4\n".into(), "apiVersion: must be \"discovery.k8s.io/v1\" for EndpointSlice"),
         // deployments
         (deploy("  replicas: -1\n  selector: {matchLabels: {app: a}}\n  template:\n    metadata: {labels: {app: a}}\n    spec:\n      containers: [{name: c, image: x}]\n"), "spec.replicas: must be >= 0"),
         (deploy("  template:\n    metadata: {labels: {app: a}}\n    spec:\n      containers: [{name: c, image: x}]\n"), "spec.selector: required"),

@@ -1,7 +1,7 @@
 //! The local copy of the cluster and the journal of its changes. Pure: the
 //! watchers produce [`Update`]s, the mirror applies them and says what
 //! changed in the shape of the agent's delta (services, pods with their
-//! before and after, everything else).
+//! before and after, EndpointSlices, everything else).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -15,7 +15,7 @@ use crate::registry::{Converted, Produces};
 /// The key of an object of a kind tollway-api has no type for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RawKey {
-    /// The kind (`EndpointSlice`).
+    /// The kind (`HTTPRoute`).
     pub kind: String,
     /// Namespace, for namespaced kinds.
     pub namespace: Option<String>,
@@ -65,17 +65,22 @@ pub struct Changes {
     pub services: Vec<ObjectKey>,
     /// Pods changed: (before, after).
     pub pods: Vec<(Option<Pod>, Option<Pod>)>,
+    /// EndpointSlices created, changed or removed.
+    pub slices: Vec<ObjectKey>,
     /// Any other typed object changed (namespaces, nodes, policies,
     /// identities, ...).
     pub others: Vec<ObjectKey>,
-    /// Raw objects changed (EndpointSlices).
+    /// Raw objects changed (kinds tollway-api has no type for).
     pub raw: Vec<RawKey>,
 }
 
 impl Changes {
     /// Nothing typed changed (raw objects may have).
     pub fn typed_is_empty(&self) -> bool {
-        self.services.is_empty() && self.pods.is_empty() && self.others.is_empty()
+        self.services.is_empty()
+            && self.pods.is_empty()
+            && self.slices.is_empty()
+            && self.others.is_empty()
     }
 
     /// Nothing changed at all.
@@ -156,6 +161,7 @@ impl Mirror {
         }
         match key.kind {
             Kind::Service => changes.services.push(key.clone()),
+            Kind::EndpointSlice => changes.slices.push(key.clone()),
             Kind::Pod => changes.pods.push((pod_of(old), pod_of(Some(&obj)))),
             _ => changes.others.push(key.clone()),
         }
@@ -168,6 +174,7 @@ impl Mirror {
         };
         match key.kind {
             Kind::Service => changes.services.push(key.clone()),
+            Kind::EndpointSlice => changes.slices.push(key.clone()),
             Kind::Pod => changes.pods.push((pod_of(Some(&old)), None)),
             _ => changes.others.push(key.clone()),
         }
@@ -293,6 +300,45 @@ mod tests {
         let mut c = Changes::default();
         m.apply(Update::Remove(AnyKey::Typed(key)), &mut c);
         assert!(c.is_empty());
+    }
+
+    fn slice(name: &str, ready: bool) -> Converted {
+        conv(
+            "EndpointSlice",
+            json!({"metadata": {"name": name, "namespace": "default",
+                                "labels": {"kubernetes.io/service-name": "kubernetes"}},
+                   "addressType": "IPv4",
+                   "endpoints": [{"addresses": ["172.18.0.2"], "conditions": {"ready": ready}}],
+                   "ports": [{"name": "https", "port": 6443, "protocol": "TCP"}]}),
+        )
+    }
+
+    #[test]
+    fn endpoint_slice_changes_are_slices_of_the_delta() {
+        let mut m = Mirror::new();
+        let mut c = Changes::default();
+        m.apply(Update::Put(slice("kubernetes", true)), &mut c);
+        let key = ObjectKey::new(Kind::EndpointSlice, Some("default"), "kubernetes");
+        assert_eq!(c.slices, std::slice::from_ref(&key));
+        assert!(c.services.is_empty() && c.others.is_empty() && c.raw.is_empty());
+        assert!(!c.typed_is_empty());
+        assert_eq!(m.snapshot().endpoint_slices().count(), 1);
+        // Unchanged: nothing; changed: the key again.
+        let mut c = Changes::default();
+        m.apply(Update::Put(slice("kubernetes", true)), &mut c);
+        assert!(c.is_empty(), "{c:?}");
+        m.apply(Update::Put(slice("kubernetes", false)), &mut c);
+        assert_eq!(c.slices, std::slice::from_ref(&key));
+        let mut c = Changes::default();
+        m.apply(
+            Update::Relisted {
+                produces: Produces::Typed(Kind::EndpointSlice),
+                objects: vec![],
+            },
+            &mut c,
+        );
+        assert_eq!(c.slices, [key]);
+        assert_eq!(m.snapshot().endpoint_slices().count(), 0);
     }
 
     #[test]

@@ -22,8 +22,8 @@ pub enum Conversion {
     /// and `kind`, then decode (TollwayIdentity → CiliumIdentity, which is
     /// what policy reads).
     DecodeAs(Kind),
-    /// Keep the JSON as it is (kinds tollway-api has no type for yet, such
-    /// as EndpointSlice, which it refuses as "not supported yet").
+    /// Keep the JSON as it is (kinds tollway-api has no type for yet, which
+    /// it refuses as "not supported yet").
     Raw,
 }
 
@@ -223,6 +223,53 @@ fn drop_container_env(pod: &mut Value) {
     }
 }
 
+/// A pod as the agent needs it: without its environment (above) and
+/// without SCTP container ports, which the datapath does not handle and
+/// the lab's validation refuses (the pod itself still gets its identity,
+/// policy and the TCP/UDP ports of its Services).
+fn prepare_pod(pod: &mut Value) {
+    drop_container_env(pod);
+    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for list in ["containers", "initContainers"] {
+        if let Some(Value::Array(cs)) = spec.get_mut(list) {
+            for c in cs.iter_mut().filter_map(Value::as_object_mut) {
+                if let Some(Value::Array(ports)) = c.get_mut("ports") {
+                    ports.retain(|p| p.get("protocol").and_then(Value::as_str) != Some("SCTP"));
+                }
+            }
+        }
+    }
+}
+
+/// A dual-stack Service as the IPv4 datapath sees it: its IPv4 cluster IP
+/// only (`clusterIPs`, `ipFamilies` and `ipFamilyPolicy` narrowed to
+/// IPv4, as a single-stack cluster would have made it). An IPv6-only
+/// Service is left as it is, and refused by name.
+fn prepare_service(svc: &mut Value) {
+    let Some(spec) = svc.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let v4 = |v: &Value| {
+        v.as_str()
+            .is_some_and(|s| s.parse::<std::net::Ipv4Addr>().is_ok())
+    };
+    let Some(Value::Array(ips)) = spec.get("clusterIPs") else {
+        return;
+    };
+    if ips.len() < 2 || !ips.iter().any(v4) {
+        return;
+    }
+    let kept: Vec<Value> = ips.iter().filter(|v| v4(v)).cloned().collect();
+    if let Some(first) = kept.first() {
+        spec.insert("clusterIP".into(), first.clone());
+    }
+    spec.insert("clusterIPs".into(), Value::Array(kept));
+    spec.insert("ipFamilies".into(), Value::Array(vec![Value::from("IPv4")]));
+    spec.insert("ipFamilyPolicy".into(), Value::from("SingleStack"));
+}
+
 /// The set of watched kinds.
 #[derive(Debug, Clone)]
 pub struct KindRegistry {
@@ -250,25 +297,22 @@ impl KindRegistry {
     }
 
     /// What the agent watches: Namespaces, ServiceAccounts, Nodes, Pods,
-    /// Services, EndpointSlices (raw: the agent computes endpoints from
-    /// pods today), NetworkPolicies, CiliumNetworkPolicies,
-    /// CiliumClusterwideNetworkPolicies and TollwayIdentities.
+    /// Services, EndpointSlices (the endpoints of services without a
+    /// selector, such as `default/kubernetes`), NetworkPolicies,
+    /// CiliumNetworkPolicies, CiliumClusterwideNetworkPolicies and
+    /// TollwayIdentities.
     pub fn standard() -> KindRegistry {
         let mut pods = KindEntry::typed(Kind::Pod);
-        pods.prepare = Some(drop_container_env);
+        pods.prepare = Some(prepare_pod);
+        let mut services = KindEntry::typed(Kind::Service);
+        services.prepare = Some(prepare_service);
         let entries = vec![
             KindEntry::typed(Kind::Namespace),
             KindEntry::typed(Kind::ServiceAccount),
             KindEntry::typed(Kind::Node),
             pods,
-            KindEntry::typed(Kind::Service),
-            KindEntry::raw(
-                "discovery.k8s.io",
-                "v1",
-                "EndpointSlice",
-                "endpointslices",
-                true,
-            ),
+            services,
+            KindEntry::typed(Kind::EndpointSlice),
             KindEntry::typed(Kind::NetworkPolicy),
             KindEntry::typed(Kind::CiliumNetworkPolicy),
             KindEntry::typed(Kind::CiliumClusterwideNetworkPolicy),
@@ -350,13 +394,92 @@ mod tests {
     fn decoding_failures_name_the_object_and_field() {
         let reg = KindRegistry::standard();
         let svc = reg.get("Service").unwrap();
+        // An ExternalName service must say what name it stands for.
         let item = json!({
             "metadata": {"name": "ext", "namespace": "shop"},
-            "spec": {"type": "ExternalName", "externalName": "db.example.com"}
+            "spec": {"type": "ExternalName", "externalName": "Not A Name"}
         });
         let e = svc.convert(item).unwrap_err();
         assert!(e.contains("Service shop/ext"), "{e}");
-        assert!(e.contains("spec.type"), "{e}");
+        assert!(e.contains("spec.externalName"), "{e}");
+        let es = reg.get("EndpointSlice").unwrap();
+        let item = json!({
+            "metadata": {"name": "web-abc", "namespace": "shop"},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": ["fd00::5"]}]
+        });
+        let e = es.convert(item).unwrap_err();
+        assert!(e.contains("EndpointSlice shop/web-abc"), "{e}");
+        assert!(e.contains("endpoints[0].addresses[0]"), "{e}");
+    }
+
+    #[test]
+    fn the_service_types_of_a_real_cluster_decode() {
+        let reg = KindRegistry::standard();
+        let svc = reg.get("Service").unwrap();
+        let items = [
+            json!({"metadata": {"name": "ext", "namespace": "shop"},
+                   "spec": {"type": "ExternalName", "externalName": "db.example.com",
+                            "sessionAffinity": "None"},
+                   "status": {"loadBalancer": {}}}),
+            json!({"metadata": {"name": "lb", "namespace": "shop"},
+                   "spec": {"type": "LoadBalancer", "clusterIP": "10.96.40.2",
+                            "clusterIPs": ["10.96.40.2"], "externalTrafficPolicy": "Local",
+                            "healthCheckNodePort": 31000, "allocateLoadBalancerNodePorts": true,
+                            "selector": {"app": "web"},
+                            "ports": [{"name": "http", "port": 80, "protocol": "TCP",
+                                       "targetPort": 8080, "nodePort": 30880},
+                                      {"name": "sig", "port": 9000, "protocol": "SCTP",
+                                       "targetPort": 9000, "nodePort": 30881}]},
+                   "status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.7", "ipMode": "VIP"}]}}}),
+        ];
+        for item in items {
+            let Converted::Object(o) = svc.convert(item).unwrap() else {
+                panic!("typed expected")
+            };
+            let Object::Service(s) = *o else { panic!() };
+            if s.metadata.name == "lb" {
+                assert_eq!(s.load_balancer_ips().collect::<Vec<_>>(), ["203.0.113.7"]);
+            }
+        }
+    }
+
+    #[test]
+    fn endpoint_slices_are_typed() {
+        let reg = KindRegistry::standard();
+        let es = reg.get("EndpointSlice").unwrap();
+        assert_eq!(es.produces(), Produces::Typed(Kind::EndpointSlice));
+        // A list item: no apiVersion/kind; what the API server writes for
+        // default/kubernetes.
+        let v = json!({"metadata": {"name": "kubernetes", "namespace": "default",
+                                    "labels": {"kubernetes.io/service-name": "kubernetes"}},
+                       "addressType": "IPv4",
+                       "endpoints": [{"addresses": ["172.18.0.2"], "conditions": {"ready": true}}],
+                       "ports": [{"name": "https", "port": 6443, "protocol": "TCP"}]});
+        let Converted::Object(o) = es.convert(v).unwrap() else {
+            panic!("typed expected")
+        };
+        assert_eq!(
+            o.key(),
+            ObjectKey::new(Kind::EndpointSlice, Some("default"), "kubernetes")
+        );
+        let Object::EndpointSlice(s) = *o else {
+            panic!()
+        };
+        assert_eq!(s.service_name(), Some("kubernetes"));
+        assert_eq!(s.ports[0].port, Some(6443));
+        // The placeholder slice of a service without endpoints: Go's nil
+        // lists come as null.
+        let v = json!({"metadata": {"name": "web-x", "namespace": "shop",
+                                    "labels": {"kubernetes.io/service-name": "web"}},
+                       "addressType": "IPv4", "endpoints": null, "ports": null});
+        let Converted::Object(o) = es.convert(v).unwrap() else {
+            panic!("typed expected")
+        };
+        let Object::EndpointSlice(s) = *o else {
+            panic!()
+        };
+        assert!(s.endpoints.is_empty() && s.ports.is_empty());
     }
 
     #[test]
@@ -397,16 +520,73 @@ mod tests {
     }
 
     #[test]
-    fn raw_kinds_keep_the_json() {
+    fn dual_stack_services_keep_their_ipv4_and_sctp_pod_ports_go() {
         let reg = KindRegistry::standard();
-        let es = reg.get("EndpointSlice").unwrap();
-        let v = json!({"metadata": {"name": "web-abc", "namespace": "shop"},
-                       "addressType": "IPv4", "endpoints": []});
-        let Converted::Raw { key, value } = es.convert(v).unwrap() else {
+        let v = json!({
+            "metadata": {"name": "d", "namespace": "shop"},
+            "spec": {"clusterIP": "fd00::5", "clusterIPs": ["fd00::5", "10.96.0.5"],
+                     "ipFamilies": ["IPv6", "IPv4"], "ipFamilyPolicy": "PreferDualStack",
+                     "ports": [{"port": 80}], "selector": {"app": "d"}}
+        });
+        let Converted::Object(o) = reg.get("Service").unwrap().convert(v).unwrap() else {
             panic!()
         };
+        let Object::Service(s) = *o else { panic!() };
+        assert_eq!(s.spec.cluster_ip.as_deref(), Some("10.96.0.5"));
+        assert_eq!(s.spec.cluster_ips, ["10.96.0.5"]);
+        let only_v6 = json!({
+            "metadata": {"name": "six", "namespace": "shop"},
+            "spec": {"clusterIP": "fd00::6", "clusterIPs": ["fd00::6"], "ipFamilies": ["IPv6"],
+                     "ports": [{"port": 80}]}
+        });
+        let e = reg.get("Service").unwrap().convert(only_v6).unwrap_err();
+        assert!(
+            e.contains("Service shop/six") && e.contains("spec.clusterIP"),
+            "{e}"
+        );
+        let pod = json!({
+            "metadata": {"name": "p", "namespace": "shop", "uid": "u"},
+            "spec": {"containers": [{"name": "c", "image": "x", "ports": [
+                {"containerPort": 9000, "protocol": "SCTP"},
+                {"containerPort": 8080, "name": "http"}]}]}
+        });
+        let Converted::Object(o) = reg.get("Pod").unwrap().convert(pod).unwrap() else {
+            panic!()
+        };
+        let Object::Pod(p) = *o else { panic!() };
+        assert_eq!(p.spec.containers[0].ports.len(), 1);
+        assert_eq!(p.spec.containers[0].ports[0].container_port, 8080);
+    }
+
+    #[test]
+    fn raw_kinds_keep_the_json() {
+        // A kind tollway-api has no type for yet (Gateway API routes).
+        let mut reg = KindRegistry::standard();
+        reg.push(KindEntry::raw(
+            "gateway.networking.k8s.io",
+            "v1",
+            "HTTPRoute",
+            "httproutes",
+            true,
+        ))
+        .unwrap();
+        let routes = reg.get("HTTPRoute").unwrap();
+        assert_eq!(
+            routes.path(),
+            "/apis/gateway.networking.k8s.io/v1/httproutes"
+        );
+        let v = json!({"metadata": {"name": "web", "namespace": "shop"},
+                       "spec": {"parentRefs": [{"name": "gw"}]}});
+        let Converted::Raw { key, value } = routes.convert(v).unwrap() else {
+            panic!()
+        };
+        assert_eq!(key.kind, "HTTPRoute");
         assert_eq!(key.namespace.as_deref(), Some("shop"));
-        assert_eq!(value["apiVersion"], "discovery.k8s.io/v1");
-        assert_eq!(value["addressType"], "IPv4");
+        assert_eq!(value["apiVersion"], "gateway.networking.k8s.io/v1");
+        assert_eq!(value["spec"]["parentRefs"][0]["name"], "gw");
+        assert!(matches!(
+            routes.key_of(&value),
+            Some(AnyKey::Raw(k)) if k == key
+        ));
     }
 }

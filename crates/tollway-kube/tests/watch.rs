@@ -45,6 +45,7 @@ fn pump(
         if let Polled::Changed(c) = src.poll() {
             all.services.extend(c.services);
             all.pods.extend(c.pods);
+            all.slices.extend(c.slices);
             all.others.extend(c.others);
             all.raw.extend(c.raw);
         }
@@ -137,8 +138,24 @@ fn the_mirror_after_the_initial_list_equals_the_fixtures() {
     assert_eq!(snap.list(Kind::ServiceAccount, None).count(), 4);
     assert_eq!(snap.nodes().count(), 2);
     assert_eq!(snap.pods().count(), 4);
-    // Five services, one ExternalName (refused by the lab's validation).
-    assert_eq!(snap.services().count(), 4);
+    // Seven services: an ExternalName one is kept, a dual-stack one is
+    // narrowed to its IPv4 cluster IP, an IPv6-only one is refused (the
+    // datapath is IPv4 only).
+    assert_eq!(snap.services().count(), 6);
+    let Some(Object::Service(dual)) = snap.get(&key(Kind::Service, Some("shop"), "web-dual"))
+    else {
+        panic!("the dual-stack service is kept")
+    };
+    assert_eq!(dual.spec.cluster_ips, ["10.96.88.4"]);
+    assert_eq!(dual.spec.ip_families, ["IPv4"]);
+    let db = snap
+        .get(&key(Kind::Service, Some("shop"), "payments-db"))
+        .unwrap();
+    let Object::Service(db) = db else { panic!() };
+    assert_eq!(
+        db.spec.external_name.as_deref(),
+        Some("db.payments.example.com")
+    );
     assert_eq!(snap.network_policies().count(), 2);
     assert_eq!(snap.cilium_policies().count(), 2);
     let ids: Vec<u32> = snap
@@ -146,7 +163,17 @@ fn the_mirror_after_the_initial_list_equals_the_fixtures() {
         .filter_map(|i| i.number())
         .collect();
     assert_eq!(ids, [256], "TollwayIdentities land as CiliumIdentities");
-    assert_eq!(src.raw_objects("EndpointSlice").count(), 2);
+    // EndpointSlices are typed: default/kubernetes has no selector, its
+    // endpoints are the API server's slice.
+    assert_eq!(snap.endpoint_slices().count(), 2);
+    assert_eq!(src.mirror().raw().len(), 0);
+    let Some(Object::EndpointSlice(apiserver)) =
+        snap.get(&key(Kind::EndpointSlice, Some("default"), "kubernetes"))
+    else {
+        panic!("the API server's slice is in the mirror")
+    };
+    assert_eq!(apiserver.service_name(), Some("kubernetes"));
+    assert_eq!(apiserver.endpoints[0].addresses, ["172.18.0.2"]);
     // Built-in list items come without apiVersion/kind: filled in.
     let web = snap.get(&key(Kind::Service, Some("shop"), "web")).unwrap();
     assert_eq!(web.meta().resource_version.as_deref(), Some("1240"));
@@ -170,8 +197,8 @@ fn the_mirror_after_the_initial_list_equals_the_fixtures() {
     assert_eq!(r.server_version.as_deref(), Some("v1.31.2"));
     assert_eq!(r.rejected, 1);
     assert!(
-        r.recent_rejections[0].contains("Service shop/payments-db")
-            && r.recent_rejections[0].contains("spec.type"),
+        r.recent_rejections[0].contains("Service shop/web-v6")
+            && r.recent_rejections[0].contains("spec.clusterIP"),
         "{:?}",
         r.recent_rejections
     );
@@ -223,8 +250,11 @@ fn watch_events_become_deltas() {
             key(Kind::CiliumIdentity, None, "257"),
         ]
     );
-    assert_eq!(c.raw.len(), 1);
-    assert_eq!(c.raw[0].name, "web-8hq2d");
+    assert_eq!(
+        c.slices,
+        [key(Kind::EndpointSlice, Some("shop"), "web-8hq2d")]
+    );
+    assert!(c.raw.is_empty());
     let web = src
         .snapshot()
         .services()

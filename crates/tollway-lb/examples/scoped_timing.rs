@@ -67,6 +67,7 @@ fn service(i: usize, port: i64, maglev: bool) -> Service {
             annotations,
             ..ObjectMeta::default()
         },
+        status: None,
         spec: ServiceSpec {
             type_: node_port.then_some(ServiceType::NodePort),
             selector: BTreeMap::from([("app".into(), format!("app-{i}"))]),
@@ -197,6 +198,7 @@ fn main() {
     let mut state = DesiredState::from_objects(
         cluster.services.values(),
         cluster.pods.values(),
+        [],
         node(),
         cfg,
     );
@@ -278,7 +280,7 @@ fn main() {
             let start = Instant::now();
             let services: Vec<&Service> = cluster.services.values().collect();
             let pods: Vec<&Pod> = cluster.pods.values().collect();
-            let (desired, _) = desired_services(&services, &pods, &node(), &cfg);
+            let (desired, _) = desired_services(&services, &pods, &[], &node(), &cfg);
             t.full_desired.push(start.elapsed());
             let start = Instant::now();
             let full = plan(&applied, &desired, &cfg).unwrap();
@@ -322,7 +324,8 @@ fn main() {
             t.inc_update.push(start.elapsed());
             let start = Instant::now();
             let refs: Vec<&Service> = affected.iter().collect();
-            let subset_desired = desired_services_indexed(&refs, state.pods(), &node(), &cfg);
+            let subset_desired =
+                desired_services_indexed(&refs, state.pods(), state.slices(), &node(), &cfg);
             t.subset_desired.push(start.elapsed());
             drop(subset_desired);
             let start = Instant::now();

@@ -1,12 +1,14 @@
-//! Services and Pods → the frontends this node serves ([`DesiredService`]),
-//! following Kubernetes' endpoint and traffic-policy rules.
+//! Services, Pods and EndpointSlices → the frontends this node serves
+//! ([`DesiredService`]), following Kubernetes' endpoint and traffic-policy
+//! rules.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::Ipv4Addr;
 
 use tollway_api::{
-    IntOrString, Pod, Protocol, Service, ServiceType, SessionAffinity, TrafficPolicy,
+    AddressType, EndpointSlice, IntOrString, Pod, Protocol, Service, ServiceType, SessionAffinity,
+    TrafficPolicy,
 };
 
 use crate::model::{
@@ -15,8 +17,11 @@ use crate::model::{
 };
 
 mod index;
+mod slices;
 
 pub use index::{PodIndex, affected_services};
+pub use slices::SliceIndex;
+pub(crate) use slices::service_of;
 
 /// The annotations that choose a service's algorithm; the first present one
 /// wins.
@@ -109,22 +114,36 @@ impl fmt::Display for DesiredWarning {
 /// The frontends this node serves, sorted by frontend, and warnings.
 ///
 /// Rules (Kubernetes', as kube-proxy and Cilium apply them):
-/// - headless services (`clusterIP: None`) and services without a cluster IP
-///   are skipped; services without a selector get frontends with no backends
-///   (so that they reject), as their endpoints are not managed here;
-/// - endpoints are the pods of the service's namespace whose labels contain
-///   every selector pair, that have a node, an IPv4 pod IP and are not
-///   `Succeeded`/`Failed`; terminating pods (`deletionTimestamp` set) go to
-///   [`DesiredService::terminating`] (established flows only); other pods are
-///   active when ready, or always with `publishNotReadyAddresses: true`;
-/// - `targetPort` is a number, or the name of a pod's container port of the
-///   same protocol (pods without one are left out for that port), or the
-///   service port when unset;
+/// - headless services (`clusterIP: None`), ExternalName services and
+///   services without a cluster IP are skipped;
+/// - a service with a selector: endpoints are the pods of the service's
+///   namespace whose labels contain every selector pair, that have a node,
+///   an IPv4 pod IP and are not `Succeeded`/`Failed`; terminating pods
+///   (`deletionTimestamp` set) go to [`DesiredService::terminating`]
+///   (established flows only); other pods are active when ready, or always
+///   with `publishNotReadyAddresses: true`; `targetPort` is a number, or the
+///   name of a pod's container port of the same protocol (pods without one
+///   are left out for that port), or the service port when unset;
+/// - a service without a selector: endpoints come from the IPv4
+///   EndpointSlices of its namespace labelled `kubernetes.io/service-name:
+///   <service>` (others are ignored): a slice port serves the service port
+///   of the same name (both may be empty) and protocol, at the slice port's
+///   `port`; an endpoint is active when `ready` (unset: ready), terminating
+///   (established flows only) when not ready but `serving` and
+///   `terminating`, else left out; an address in several slices counts once
+///   (active if it is active in any); `nodeName` equal to this node makes it
+///   local; with no slice a service has frontends without backends (they
+///   reject);
 /// - each port gets a ClusterIP frontend (only this node's endpoints with
-///   `internalTrafficPolicy: Local`); NodePort services also get one on
-///   `node.node_ip` and the node port; with `externalTrafficPolicy: Local`
-///   that external-scope frontend keeps only this node's endpoints and an
-///   internal-scope twin (for in-cluster sources) has all of them;
+///   `internalTrafficPolicy: Local`); NodePort and LoadBalancer services
+///   also get one on `node.node_ip` and each node port; LoadBalancer
+///   services one on each IPv4 `status.loadBalancer.ingress[].ip` (not the
+///   `ipMode: Proxy` ones), and any service but ExternalName one on each
+///   IPv4 `spec.externalIPs` entry, at the service port (an address used
+///   twice by one service counts once);
+///   with `externalTrafficPolicy: Local` each of these external-scope
+///   frontends keeps only this node's endpoints and an internal-scope twin
+///   (for in-cluster sources) has all of them;
 /// - the algorithm comes from the `tollway.io/lb-algorithm` or
 ///   `service.cilium.io/lb-algorithm` annotation (`maglev`, `random`),
 ///   else `cfg.default_algorithm`;
@@ -132,6 +151,7 @@ impl fmt::Display for DesiredWarning {
 pub fn desired_services(
     services: &[&Service],
     pods: &[&Pod],
+    slices: &[&EndpointSlice],
     node: &NodeContext,
     cfg: &LbConfig,
 ) -> (Vec<DesiredService>, Vec<DesiredWarning>) {
@@ -142,23 +162,42 @@ pub fn desired_services(
             .or_default()
             .push(p);
     }
+    let mut by_service: BTreeMap<(&str, &str), Vec<&EndpointSlice>> = BTreeMap::new();
+    for s in slices {
+        if let Some(name) = s.service_name() {
+            by_service
+                .entry((s.metadata.namespace_or_default(), name))
+                .or_default()
+                .push(s);
+        }
+    }
     collect(
         services,
-        |svc| {
+        &|svc| {
             let ns_pods = by_ns
                 .get(svc.metadata.namespace_or_default())
                 .map_or(&[][..], Vec::as_slice);
             select(&svc.spec.selector, ns_pods.iter().copied())
+        },
+        &|svc| {
+            by_service
+                .get(&(
+                    svc.metadata.namespace_or_default(),
+                    svc.metadata.name.as_str(),
+                ))
+                .cloned()
+                .unwrap_or_default()
         },
         node,
         cfg,
     )
 }
 
-/// [`desired_services`] with the pods taken from a [`PodIndex`]: the same
-/// result as `desired_services(services, all pods of the index, ..)`, at a
-/// cost proportional to the given services and the pods they select (found
-/// through the index's label postings), not to all pods.
+/// [`desired_services`] with the pods taken from a [`PodIndex`] and the
+/// slices from a [`SliceIndex`]: the same result as
+/// `desired_services(services, all pods, all slices, ..)`, at a cost
+/// proportional to the given services and the pods (found through the
+/// index's label postings) and slices they use, not to all of them.
 ///
 /// For a subset of the services (the ones that changed, or those
 /// [`affected_services`] names for a changed pod) the result is exactly the
@@ -169,16 +208,24 @@ pub fn desired_services(
 pub fn desired_services_indexed(
     services: &[&Service],
     pods: &PodIndex,
+    slices: &SliceIndex,
     node: &NodeContext,
     cfg: &LbConfig,
 ) -> (Vec<DesiredService>, Vec<DesiredWarning>) {
     collect(
         services,
-        |svc| pods.selected(svc.metadata.namespace_or_default(), &svc.spec.selector),
+        &|svc| pods.selected(svc.metadata.namespace_or_default(), &svc.spec.selector),
+        &|svc| slices.of_service(svc.metadata.namespace_or_default(), &svc.metadata.name),
         node,
         cfg,
     )
 }
+
+/// Where a service's endpoints come from: the pods its selector selects,
+/// and (for a service without a selector) its EndpointSlices.
+pub(crate) type PodSource<'a, 'p> = &'a dyn Fn(&Service) -> Vec<&'p Pod>;
+/// The EndpointSlices of a service (see [`PodSource`]).
+pub(crate) type SliceSource<'a, 'p> = &'a dyn Fn(&Service) -> Vec<&'p EndpointSlice>;
 
 /// The pods `selector` selects: every pair must be among the labels; an
 /// empty selector selects nothing (selector-less services' endpoints are not
@@ -204,7 +251,8 @@ pub(crate) fn selector_matches(
 
 fn collect<'p>(
     services: &[&Service],
-    select: impl Fn(&Service) -> Vec<&'p Pod>,
+    select: PodSource<'_, 'p>,
+    slices: SliceSource<'_, 'p>,
     node: &NodeContext,
     cfg: &LbConfig,
 ) -> (Vec<DesiredService>, Vec<DesiredWarning>) {
@@ -217,7 +265,7 @@ fn collect<'p>(
     let mut out = Vec::new();
     let mut warnings = Vec::new();
     for svc in services {
-        service_frontends(svc, &select, node, cfg, &mut out, &mut warnings);
+        service_frontends(svc, select, slices, node, cfg, &mut out, &mut warnings);
     }
 
     // Stable: among equal frontends the first service (by name) stays first.
@@ -269,16 +317,19 @@ struct Common {
 }
 
 /// The frontends of one service, before duplicates across services are
-/// resolved, in port order; `select` gives the pods its selector selects.
+/// resolved, in port order; `select` gives the pods its selector selects,
+/// `slices` its EndpointSlices (used when it has no selector).
 pub(crate) fn service_frontends<'p>(
     svc: &Service,
-    select: &dyn Fn(&Service) -> Vec<&'p Pod>,
+    select: PodSource<'_, 'p>,
+    slices: SliceSource<'_, 'p>,
     node: &NodeContext,
     cfg: &LbConfig,
     out: &mut Vec<DesiredService>,
     warnings: &mut Vec<DesiredWarning>,
 ) {
-    if svc.is_headless() {
+    let ty = svc.service_type();
+    if svc.is_headless() || ty == ServiceType::ExternalName {
         return;
     }
     let spec = &svc.spec;
@@ -305,10 +356,31 @@ pub(crate) fn service_frontends<'p>(
         affinity_timeout: affinity_of(svc),
     };
     let itp_local = spec.internal_traffic_policy == Some(TrafficPolicy::Local);
-    let node_port = svc.service_type() == ServiceType::NodePort;
-    let etp_local = node_port && spec.external_traffic_policy == Some(TrafficPolicy::Local);
+    let node_port = matches!(ty, ServiceType::NodePort | ServiceType::LoadBalancer);
+    let etp_local = svc.is_externally_accessible()
+        && spec.external_traffic_policy == Some(TrafficPolicy::Local);
     let publish_not_ready = spec.publish_not_ready_addresses == Some(true);
-    let selected = select(svc);
+    // A selector makes the pods the source, as today on a real cluster
+    // too (its EndpointSlice controller derives the same from them).
+    let from_slices = spec.selector.is_empty();
+    let selected = if from_slices { Vec::new() } else { select(svc) };
+    let own_slices = if from_slices { slices(svc) } else { Vec::new() };
+    // The load balancer's IPs, then the external IPs (IPv4: the others
+    // are warned about at apply time), each once.
+    let mut seen = BTreeSet::from([cluster_ip]);
+    let lb_ips = svc
+        .load_balancer_ips()
+        .filter(|_| ty == ServiceType::LoadBalancer)
+        .map(|ip| (ip, FrontendKind::LoadBalancer));
+    let external_ips = spec
+        .external_ips
+        .iter()
+        .map(|ip| (ip.as_str(), FrontendKind::ExternalIps));
+    let external: Vec<(Ipv4Addr, FrontendKind)> = lb_ips
+        .chain(external_ips)
+        .filter_map(|(ip, kind)| Some((ip.parse::<Ipv4Addr>().ok()?, kind)))
+        .filter(|(ip, _)| seen.insert(*ip))
+        .collect();
 
     for port in &spec.ports {
         let Some(proto) = Proto::from_protocol(port.protocol()) else {
@@ -323,14 +395,18 @@ pub(crate) fn service_frontends<'p>(
         let Some(svc_port) = valid_port(port.port) else {
             continue;
         };
-        let eps = endpoints(
-            &selected,
-            port.target_port.as_ref(),
-            svc_port,
-            proto,
-            node,
-            publish_not_ready,
-        );
+        let eps = if from_slices {
+            slice_endpoints(&own_slices, port.name.as_deref().unwrap_or(""), proto, node)
+        } else {
+            endpoints(
+                &selected,
+                port.target_port.as_ref(),
+                svc_port,
+                proto,
+                node,
+                publish_not_ready,
+            )
+        };
         let name = ServiceName {
             namespace: namespace.to_string(),
             name: svc.metadata.name.clone(),
@@ -356,38 +432,42 @@ pub(crate) fn service_frontends<'p>(
             false,
             false,
         ));
-        let Some(np) = port.node_port.and_then(valid_port).filter(|_| node_port) else {
-            continue;
-        };
-        if etp_local {
-            out.push(make(
-                frontend(node.node_ip, np, Scope::External),
-                FrontendKind::NodePort,
-                &name,
-                eps.only_local(),
-                &common,
-                true,
-                true,
-            ));
-            out.push(make(
-                frontend(node.node_ip, np, Scope::Internal),
-                FrontendKind::NodePort,
-                &name,
-                eps,
-                &common,
-                false,
-                true,
-            ));
-        } else {
-            out.push(make(
-                frontend(node.node_ip, np, Scope::External),
-                FrontendKind::NodePort,
-                &name,
-                eps,
-                &common,
-                false,
-                false,
-            ));
+        let np = port.node_port.and_then(valid_port).filter(|_| node_port);
+        let addresses = np
+            .map(|np| (node.node_ip, np, FrontendKind::NodePort))
+            .into_iter()
+            .chain(external.iter().map(|(ip, kind)| (*ip, svc_port, *kind)));
+        for (address, port, kind) in addresses {
+            if etp_local {
+                out.push(make(
+                    frontend(address, port, Scope::External),
+                    kind,
+                    &name,
+                    eps.only_local(),
+                    &common,
+                    true,
+                    true,
+                ));
+                out.push(make(
+                    frontend(address, port, Scope::Internal),
+                    kind,
+                    &name,
+                    eps.clone(),
+                    &common,
+                    false,
+                    true,
+                ));
+            } else {
+                out.push(make(
+                    frontend(address, port, Scope::External),
+                    kind,
+                    &name,
+                    eps.clone(),
+                    &common,
+                    false,
+                    false,
+                ));
+            }
         }
     }
 }
@@ -509,6 +589,68 @@ fn endpoints(
     eps
 }
 
+/// The endpoints of one service port from the service's EndpointSlices
+/// (the rules of [`desired_services`]).
+fn slice_endpoints(
+    slices: &[&EndpointSlice],
+    port_name: &str,
+    proto: Proto,
+    node: &NodeContext,
+) -> Endpoints {
+    let mut eps = Endpoints::default();
+    for slice in slices {
+        if slice.address_type != AddressType::IPv4 {
+            continue;
+        }
+        let ports = slice
+            .ports
+            .iter()
+            .filter(|p| p.name() == port_name && Proto::from_protocol(p.protocol()) == Some(proto));
+        for sp in ports {
+            // No port number: nothing to send to.
+            let Some(port) = sp.port.and_then(valid_port) else {
+                continue;
+            };
+            for ep in &slice.endpoints {
+                let c = ep.conditions;
+                let active = c.is_ready();
+                let draining = c.is_serving() && c.is_terminating();
+                if !(active || draining) {
+                    continue;
+                }
+                let local = !node.node_name.is_empty()
+                    && ep.node_name.as_deref() == Some(node.node_name.as_str());
+                for a in &ep.addresses {
+                    let Ok(address) = a.parse::<Ipv4Addr>() else {
+                        continue;
+                    };
+                    let addr = BackendAddr {
+                        address,
+                        port,
+                        proto,
+                    };
+                    if active {
+                        eps.backends.push(addr);
+                    } else {
+                        eps.terminating.push(addr);
+                    }
+                    if local {
+                        eps.local.insert(addr);
+                    }
+                }
+            }
+        }
+    }
+    eps.backends.sort();
+    eps.backends.dedup();
+    // The same endpoint in two slices (while it moves): active wins.
+    eps.terminating
+        .retain(|b| eps.backends.binary_search(b).is_err());
+    eps.terminating.sort();
+    eps.terminating.dedup();
+    eps
+}
+
 fn target_port(
     pod: &Pod,
     target: Option<&IntOrString>,
@@ -591,7 +733,7 @@ mod tests {
 
     fn run(svc: &Service, pods: &[Pod]) -> (Vec<DesiredService>, Vec<DesiredWarning>) {
         let pods: Vec<&Pod> = pods.iter().collect();
-        desired_services(&[svc], &pods, &node(), &LbConfig::default())
+        desired_services(&[svc], &pods, &[], &node(), &LbConfig::default())
     }
 
     fn be(ip: &str, port: u16) -> BackendAddr {
@@ -869,10 +1011,11 @@ mod tests {
             default_algorithm: Algorithm::Maglev,
             ..LbConfig::default()
         };
-        let (d, _) = desired_services(&[&s], &[], &node(), &cfg);
+        let (d, _) = desired_services(&[&s], &[], &[], &node(), &cfg);
         assert_eq!(d[0].algorithm, Algorithm::Maglev);
         let (d, _) = desired_services(
             &[&annotated("tollway.io/lb-algorithm", "random")],
+            &[],
             &[],
             &node(),
             &cfg,
@@ -908,6 +1051,7 @@ mod tests {
         let (d, w) = desired_services(
             &[&headless, &unallocated],
             &pods,
+            &[],
             &node(),
             &LbConfig::default(),
         );
@@ -930,11 +1074,354 @@ mod tests {
         let a = service(&svc_yaml("", ONE_PORT));
         let mut b = a.clone();
         b.metadata.name = "aaa".into();
-        let (d, w) = desired_services(&[&a, &b], &[], &node(), &LbConfig::default());
+        let (d, w) = desired_services(&[&a, &b], &[], &[], &node(), &LbConfig::default());
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].service.name, "aaa");
         assert!(
             matches!(&w[..], [DesiredWarning::DuplicateFrontend { dropped, .. }] if dropped.name == "web")
+        );
+    }
+
+    fn slice(yaml: &str) -> EndpointSlice {
+        match object(yaml) {
+            Object::EndpointSlice(s) => s,
+            o => panic!("not a slice: {o:?}"),
+        }
+    }
+
+    /// A slice of `service` in `shop` with these ports and endpoints.
+    fn slice_of(name: &str, service: &str, ports: &str, endpoints: &str) -> EndpointSlice {
+        slice(&format!(
+            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}\n  namespace: shop\n  labels: {{kubernetes.io/service-name: {service}}}\naddressType: IPv4\nports:\n{ports}endpoints:\n{endpoints}"
+        ))
+    }
+
+    const EXT: &str = "apiVersion: v1\nkind: Service\nmetadata:\n  name: ext\n  namespace: shop\nspec:\n  clusterIP: 10.96.0.30\n  ports:\n  - {name: http, port: 80}\n  - {name: dns, port: 53, protocol: UDP}\n";
+
+    fn run_slices(
+        svc: &Service,
+        pods: &[Pod],
+        slices: &[EndpointSlice],
+    ) -> (Vec<DesiredService>, Vec<DesiredWarning>) {
+        let pods: Vec<&Pod> = pods.iter().collect();
+        let slices: Vec<&EndpointSlice> = slices.iter().collect();
+        desired_services(&[svc], &pods, &slices, &node(), &LbConfig::default())
+    }
+
+    #[test]
+    fn selectorless_service_takes_its_endpoints_from_its_slices() {
+        let s = service(EXT);
+        let ports = "- {name: http, port: 8443}\n- {name: dns, port: 5353, protocol: UDP}\n";
+        let a = slice_of(
+            "ext-a",
+            "ext",
+            ports,
+            "- addresses: [10.0.1.1]\n  conditions: {ready: true}\n  nodeName: node-a\n\
+             - addresses: [10.0.1.2]\n  nodeName: node-b\n\
+             - addresses: [10.0.1.3]\n  conditions: {ready: false, serving: true, terminating: true}\n  nodeName: node-a\n\
+             - addresses: [10.0.1.4]\n  conditions: {ready: false, serving: false, terminating: true}\n\
+             - addresses: [10.0.1.5]\n  conditions: {ready: false}\n\
+             - addresses: [10.0.1.6]\n  conditions: {ready: false, terminating: true}\n",
+        );
+        // A second slice of the same service: the same address counts once,
+        // and an address active in one slice is active.
+        let b = slice_of(
+            "ext-b",
+            "ext",
+            "- {name: http, port: 8443}\n",
+            "- addresses: [10.0.1.1, 10.0.1.7]\n- addresses: [10.0.1.3]\n  conditions: {ready: true}\n",
+        );
+        // Slices of another service, another namespace, and IPv6: ignored.
+        let other = slice_of("other-a", "other", ports, "- addresses: [10.0.9.1]\n");
+        let mut elsewhere = slice_of("ext-x", "ext", ports, "- addresses: [10.0.9.2]\n");
+        elsewhere.metadata.namespace = Some("default".into());
+        let v6 = slice(
+            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: ext-v6\n  namespace: shop\n  labels: {kubernetes.io/service-name: ext}\naddressType: IPv6\nports:\n- {name: http, port: 8443}\nendpoints:\n- addresses: ['fd00::5']\n",
+        );
+        let (d, w) = run_slices(&s, &[], &[a.clone(), other, elsewhere, v6]);
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(d.len(), 2);
+        let udp = |ip: &str, port| BackendAddr {
+            proto: Proto::Udp,
+            ..be(ip, port)
+        };
+        // Port 53/UDP first (sorted by frontend).
+        assert_eq!(d[0].frontend.proto, Proto::Udp);
+        assert_eq!(
+            d[0].backends,
+            [udp("10.0.1.1", 5353), udp("10.0.1.2", 5353)]
+        );
+        let http = &d[1];
+        assert_eq!(http.frontend, fe("10.96.0.30", 80, Scope::External));
+        // ready (or unset: ready) → active; serving and terminating →
+        // established flows only; the rest left out.
+        assert_eq!(http.backends, [be("10.0.1.1", 8443), be("10.0.1.2", 8443)]);
+        assert_eq!(http.terminating, [be("10.0.1.3", 8443)]);
+        assert_eq!(
+            http.local,
+            BTreeSet::from([be("10.0.1.1", 8443), be("10.0.1.3", 8443)])
+        );
+
+        let (d, _) = run_slices(&s, &[], &[a, b]);
+        assert_eq!(
+            d[1].backends,
+            [
+                be("10.0.1.1", 8443),
+                be("10.0.1.2", 8443),
+                be("10.0.1.3", 8443),
+                be("10.0.1.7", 8443)
+            ]
+        );
+        assert!(d[1].terminating.is_empty());
+        // Only http is in slice b: dns keeps slice a's two.
+        assert_eq!(d[0].backends.len(), 2);
+    }
+
+    #[test]
+    fn slice_ports_match_by_name_and_protocol() {
+        // default/kubernetes: one named port, the API server's slice.
+        let k = service(
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: kubernetes\n  namespace: shop\nspec:\n  clusterIP: 10.96.0.1\n  ports:\n  - {name: https, port: 443, targetPort: 6443}\n",
+        );
+        let api = slice_of(
+            "kubernetes",
+            "kubernetes",
+            "- {name: https, port: 6443, protocol: TCP}\n- {name: https-alt, port: 7443}\n",
+            "- addresses: [172.18.0.2]\n  conditions: {ready: true}\n",
+        );
+        // The same name, another protocol: not this port.
+        let udp = slice_of(
+            "kubernetes-udp",
+            "kubernetes",
+            "- {name: https, port: 9443, protocol: UDP}\n",
+            "- addresses: [172.18.0.3]\n",
+        );
+        let (d, _) = run_slices(&k, &[], &[api, udp]);
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].frontend, fe("10.96.0.1", 443, Scope::External));
+        // The slice's port, not the service's targetPort.
+        assert_eq!(d[0].backends, [be("172.18.0.2", 6443)]);
+        assert!(d[0].local.is_empty(), "no nodeName: not local");
+
+        // An unnamed service port matches an unnamed slice port only.
+        let unnamed = service(
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: db\n  namespace: shop\nspec:\n  clusterIP: 10.96.0.31\n  ports:\n  - port: 5432\n",
+        );
+        let named = slice_of(
+            "db-a",
+            "db",
+            "- {name: pg, port: 5432}\n",
+            "- addresses: [10.0.2.1]\n",
+        );
+        let (d, _) = run_slices(&unnamed, &[], &[named]);
+        assert!(d[0].backends.is_empty(), "{:?}", d[0].backends);
+        let anon = slice_of(
+            "db-b",
+            "db",
+            "- {port: 6432}\n",
+            "- addresses: [10.0.2.1]\n",
+        );
+        let (d, _) = run_slices(&unnamed, &[], &[anon]);
+        assert_eq!(d[0].backends, [be("10.0.2.1", 6432)]);
+        // A slice port without a number ("all ports") gives no backend.
+        let portless = slice_of("db-c", "db", "- {name: ''}\n", "- addresses: [10.0.2.1]\n");
+        let (d, _) = run_slices(&unnamed, &[], &[portless]);
+        assert!(d[0].backends.is_empty());
+    }
+
+    #[test]
+    fn services_with_a_selector_ignore_slices() {
+        let s = service(&svc_yaml("", ONE_PORT));
+        let sl = slice_of(
+            "web-a",
+            "web",
+            "- {name: http, port: 9999}\n",
+            "- addresses: [10.0.3.1]\n",
+        );
+        let pods = [pod("a", "", HTTP_PORTS, "node-a", "10.244.1.5", true)];
+        let (d, _) = run_slices(&s, &pods, &[sl]);
+        assert_eq!(d[0].backends, [be("10.244.1.5", 8080)]);
+    }
+
+    #[test]
+    fn slice_endpoints_follow_traffic_policies() {
+        let s = service(
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: ext\n  namespace: shop\nspec:\n  type: NodePort\n  clusterIP: 10.96.0.30\n  internalTrafficPolicy: Local\n  externalTrafficPolicy: Local\n  ports:\n  - {name: http, port: 80, nodePort: 30080}\n",
+        );
+        let sl = slice_of(
+            "ext-a",
+            "ext",
+            "- {name: http, port: 8443}\n",
+            "- addresses: [10.0.1.1]\n  nodeName: node-a\n- addresses: [10.0.1.2]\n  nodeName: node-b\n",
+        );
+        let (d, _) = run_slices(&s, &[], &[sl]);
+        assert_eq!(d.len(), 3);
+        // ClusterIP with internalTrafficPolicy: Local: this node's only.
+        assert_eq!(d[0].backends, [be("10.0.1.1", 8443)]);
+        // The node port: local only outside, all inside.
+        assert_eq!(d[1].frontend, fe("192.168.10.2", 30080, Scope::External));
+        assert_eq!(d[1].backends, [be("10.0.1.1", 8443)]);
+        assert!(d[1].etp_local);
+        assert_eq!(d[2].frontend, fe("192.168.10.2", 30080, Scope::Internal));
+        assert_eq!(d[2].backends.len(), 2);
+    }
+
+    const LB: &str = "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  namespace: shop\nspec:\n  type: LoadBalancer\n  clusterIP: 10.96.0.20\n  selector:\n    app: web\n  externalIPs: [192.168.50.10, 'fd00::10', 10.96.0.20]\n  ports:\n  - {name: http, port: 80, targetPort: 8080, nodePort: 30080}\nstatus:\n  loadBalancer:\n    ingress:\n    - ip: 203.0.113.7\n    - ip: 192.168.50.10\n    - hostname: lb.example.com\n    - {ip: 198.51.100.9, ipMode: Proxy}\n";
+
+    #[test]
+    fn load_balancer_frontends() {
+        use crate::flags::{TW_SVC_F_LOADBALANCER, TW_SVC_F_NODEPORT};
+        let s = service(LB);
+        let pods = [
+            pod("a", "", HTTP_PORTS, "node-a", "10.244.1.5", true),
+            pod("b", "", HTTP_PORTS, "node-b", "10.244.2.5", true),
+        ];
+        let (d, w) = run(&s, &pods);
+        assert!(w.is_empty(), "{w:?}");
+        let got: Vec<(Frontend, FrontendKind)> = d.iter().map(|d| (d.frontend, d.kind)).collect();
+        // ClusterIP, the node port, and each IPv4 ingress and external IP
+        // once (an ingress IP that is an external IP too is the load
+        // balancer's; the cluster IP is not an external frontend again;
+        // an `ipMode: Proxy` one is the load balancer's to serve).
+        assert_eq!(
+            got,
+            [
+                (
+                    fe("10.96.0.20", 80, Scope::External),
+                    FrontendKind::ClusterIp
+                ),
+                (
+                    fe("192.168.10.2", 30080, Scope::External),
+                    FrontendKind::NodePort
+                ),
+                (
+                    fe("192.168.50.10", 80, Scope::External),
+                    FrontendKind::LoadBalancer
+                ),
+                (
+                    fe("203.0.113.7", 80, Scope::External),
+                    FrontendKind::LoadBalancer
+                ),
+            ]
+        );
+        for x in &d {
+            assert_eq!(x.backends.len(), 2, "{}", x.frontend);
+            assert!(!x.etp_local && !x.two_scopes);
+        }
+        assert_eq!(d[1].flags(), TW_SVC_F_NODEPORT);
+        assert_eq!(d[3].flags(), TW_SVC_F_LOADBALANCER);
+        assert_eq!(d[3].kind.to_string(), "LoadBalancer");
+        assert_eq!(d[3].service.to_string(), "shop/web:http");
+
+        // The same status on a NodePort service is not a load balancer's.
+        let mut np = s.clone();
+        np.spec.type_ = Some(ServiceType::NodePort);
+        let (d, _) = run(&np, &pods);
+        let kinds: Vec<FrontendKind> = d.iter().map(|d| d.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                FrontendKind::ClusterIp,
+                FrontendKind::NodePort,
+                FrontendKind::ExternalIps
+            ]
+        );
+        // Without node ports (`allocateLoadBalancerNodePorts: false`): none.
+        let mut no_np = s.clone();
+        no_np.spec.ports[0].node_port = None;
+        let (d, _) = run(&no_np, &pods);
+        assert!(d.iter().all(|d| d.kind != FrontendKind::NodePort), "{d:?}");
+        assert_eq!(d.len(), 3);
+    }
+
+    #[test]
+    fn external_ips_of_a_cluster_ip_service() {
+        use crate::flags::TW_SVC_F_EXTERNAL_IP;
+        let s = service(&svc_yaml("  externalIPs: [192.168.50.11]\n", ONE_PORT));
+        let pods = [pod("a", "", HTTP_PORTS, "node-b", "10.244.2.5", true)];
+        let (d, _) = run(&s, &pods);
+        assert_eq!(d.len(), 2);
+        assert_eq!(d[1].frontend, fe("192.168.50.11", 80, Scope::External));
+        assert_eq!(d[1].kind, FrontendKind::ExternalIps);
+        assert_eq!(d[1].kind.to_string(), "ExternalIPs");
+        assert_eq!(d[1].flags(), TW_SVC_F_EXTERNAL_IP);
+        assert_eq!(d[1].backends, [be("10.244.2.5", 8080)]);
+    }
+
+    #[test]
+    fn external_traffic_policy_local_on_load_balancer_and_external_ips() {
+        use crate::flags::{TW_SVC_F_ETP_LOCAL, TW_SVC_F_LOADBALANCER, TW_SVC_F_TWO_SCOPES};
+        let s = service(&LB.replace(
+            "  type: LoadBalancer\n",
+            "  type: LoadBalancer\n  externalTrafficPolicy: Local\n",
+        ));
+        let pods = [
+            pod("a", "", HTTP_PORTS, "node-a", "10.244.1.5", true),
+            pod("b", "", HTTP_PORTS, "node-b", "10.244.2.5", true),
+        ];
+        let (d, _) = run(&s, &pods);
+        // ClusterIP once; the node port and both load balancer IPs twice.
+        assert_eq!(d.len(), 7);
+        assert_eq!(d[0].kind, FrontendKind::ClusterIp);
+        assert_eq!(d[0].backends.len(), 2);
+        for pair in d[1..].chunks(2) {
+            let (ext, int) = (&pair[0], &pair[1]);
+            assert_eq!(ext.frontend.scope, Scope::External);
+            assert_eq!(int.frontend.scope, Scope::Internal);
+            assert_eq!(ext.frontend.address, int.frontend.address);
+            assert_eq!(ext.backends, [be("10.244.1.5", 8080)], "{}", ext.frontend);
+            assert_eq!(int.backends.len(), 2);
+            assert!(ext.etp_local && ext.two_scopes && !int.etp_local && int.two_scopes);
+        }
+        let lb = &d[5];
+        assert_eq!(lb.frontend, fe("203.0.113.7", 80, Scope::External));
+        assert_eq!(
+            lb.flags(),
+            TW_SVC_F_LOADBALANCER | TW_SVC_F_ETP_LOCAL | TW_SVC_F_TWO_SCOPES
+        );
+        // On a ClusterIP service, the external IPs only.
+        let c = service(&svc_yaml(
+            "  externalIPs: [192.168.50.11]\n  externalTrafficPolicy: Local\n",
+            ONE_PORT,
+        ));
+        let (d, _) = run(&c, &pods);
+        assert_eq!(d.len(), 3);
+        assert!(!d[0].etp_local && d[0].backends.len() == 2);
+        assert!(d[1].etp_local && d[1].kind == FrontendKind::ExternalIps);
+    }
+
+    #[test]
+    fn external_name_services_and_sctp_ports_get_no_frontends() {
+        let mut ext = service(
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: db\n  namespace: shop\nspec:\n  type: ExternalName\n  externalName: db.example.com\n  ports: [{port: 5432}]\n",
+        );
+        // Even with an address (the store never gives it one).
+        ext.spec.cluster_ip = Some("10.96.0.40".into());
+        let (d, w) = run(&ext, &[]);
+        assert!(d.is_empty() && w.is_empty(), "{d:?} {w:?}");
+
+        let s = service(&svc_yaml(
+            "",
+            "  - {name: http, port: 80, targetPort: 8080}\n  - {name: sig, port: 9000, protocol: SCTP}\n",
+        ));
+        let (d, w) = run(
+            &s,
+            &[pod("a", "", HTTP_PORTS, "node-a", "10.244.1.5", true)],
+        );
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].frontend.port, 80);
+        assert_eq!(
+            w,
+            [DesiredWarning::UnsupportedProtocol {
+                service: "shop/web".into(),
+                port: 9000,
+                protocol: Protocol::Sctp,
+            }]
+        );
+        assert!(
+            w[0].to_string().contains("9000/SCTP is not supported"),
+            "{}",
+            w[0]
         );
     }
 

@@ -14,6 +14,12 @@ pub const TW_SVC_F_ETP_LOCAL: u16 = 0x0004;
 pub const TW_SVC_F_AFFINITY: u16 = 0x0008;
 /// `tw_lb4_service.flags`: an internal-scope twin of the frontend exists.
 pub const TW_SVC_F_TWO_SCOPES: u16 = 0x0010;
+/// `tw_lb4_service.flags`: the frontend is a LoadBalancer ingress IP (for
+/// readers; the programs do not test it).
+pub const TW_SVC_F_LOADBALANCER: u16 = 0x0020;
+/// `tw_lb4_service.flags`: the frontend is one of `spec.externalIPs` (for
+/// readers; the programs do not test it).
+pub const TW_SVC_F_EXTERNAL_IP: u16 = 0x0040;
 
 /// `tw_lb4_backend.flags`: the backend runs on this node.
 pub const TW_BE_F_LOCAL: u8 = 0x01;
@@ -73,6 +79,8 @@ mod tests {
             ("TW_SVC_F_ETP_LOCAL", TW_SVC_F_ETP_LOCAL.into()),
             ("TW_SVC_F_AFFINITY", TW_SVC_F_AFFINITY.into()),
             ("TW_SVC_F_TWO_SCOPES", TW_SVC_F_TWO_SCOPES.into()),
+            ("TW_SVC_F_LOADBALANCER", TW_SVC_F_LOADBALANCER.into()),
+            ("TW_SVC_F_EXTERNAL_IP", TW_SVC_F_EXTERNAL_IP.into()),
             ("TW_BE_F_LOCAL", TW_BE_F_LOCAL.into()),
             ("TW_BE_F_TERMINATING", TW_BE_F_TERMINATING.into()),
             ("TW_LB_SCOPE_EXT", TW_LB_SCOPE_EXT.into()),

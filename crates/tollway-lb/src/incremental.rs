@@ -1,12 +1,14 @@
-//! The desired state kept up to date one Service or Pod change at a time,
-//! with what changed since the last plan: the input of
+//! The desired state kept up to date one Service, Pod or EndpointSlice
+//! change at a time, with what changed since the last plan: the input of
 //! [`plan_scoped`](crate::plan_scoped).
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use tollway_api::{Pod, Service};
+use tollway_api::{EndpointSlice, Pod, Service};
 
-use crate::desired::{DesiredWarning, PodIndex, selector_matches, service_frontends};
+use crate::desired::{
+    DesiredWarning, PodIndex, SliceIndex, selector_matches, service_frontends, service_of,
+};
 use crate::model::{DesiredService, Frontend, LbConfig, NodeContext, ServiceKey};
 use crate::plan::BackendDemand;
 
@@ -22,8 +24,10 @@ struct Output {
 /// is (a service matching a pod's labels has its first pair among them).
 type SelectorIndex = BTreeMap<String, BTreeMap<String, BTreeSet<String>>>;
 
-/// Services and Pods with the desired state derived from them, updated per
-/// change at the cost of the services the change affects.
+/// Services, Pods and EndpointSlices with the desired state derived from
+/// them, updated per change at the cost of the services the change affects
+/// (a pod change: the services selecting it; a slice change: the
+/// selector-less service it is labelled with, before and after).
 ///
 /// It holds copies of the objects, each service's frontends, the claims on
 /// every frontend (the first service by namespace and name wins a contested
@@ -50,6 +54,7 @@ pub struct DesiredState {
     /// By namespace.
     selectors: BTreeMap<String, SelectorIndex>,
     pods: PodIndex,
+    slices: SliceIndex,
     outputs: BTreeMap<ServiceKey, Output>,
     /// Frontend → (service, position in its output) of every claimant.
     claims: BTreeMap<Frontend, BTreeSet<(ServiceKey, usize)>>,
@@ -65,7 +70,7 @@ pub struct DesiredState {
 }
 
 impl DesiredState {
-    /// No services, no pods.
+    /// No services, no pods, no slices.
     pub fn new(node: NodeContext, cfg: LbConfig) -> DesiredState {
         DesiredState {
             node,
@@ -73,6 +78,7 @@ impl DesiredState {
             services: BTreeMap::new(),
             selectors: BTreeMap::new(),
             pods: PodIndex::new(),
+            slices: SliceIndex::new(),
             outputs: BTreeMap::new(),
             claims: BTreeMap::new(),
             contested: BTreeSet::new(),
@@ -89,11 +95,13 @@ impl DesiredState {
     pub fn from_objects<'a>(
         services: impl IntoIterator<Item = &'a Service>,
         pods: impl IntoIterator<Item = &'a Pod>,
+        slices: impl IntoIterator<Item = &'a EndpointSlice>,
         node: NodeContext,
         cfg: LbConfig,
     ) -> DesiredState {
         let mut state = DesiredState::new(node, cfg);
         state.pods = PodIndex::from_pods(pods);
+        state.slices = SliceIndex::from_slices(slices);
         for svc in services {
             let key = ServiceKey::of(svc);
             if let Some(old) = state.services.remove(&key) {
@@ -135,6 +143,11 @@ impl DesiredState {
     /// The held pods.
     pub fn pods(&self) -> &PodIndex {
         &self.pods
+    }
+
+    /// The held EndpointSlices.
+    pub fn slices(&self) -> &SliceIndex {
+        &self.slices
     }
 
     /// Add or replace a service; false if an equal one was held (nothing
@@ -190,6 +203,55 @@ impl DesiredState {
             self.recompute(key);
         }
         Some(old)
+    }
+
+    /// Add or replace an EndpointSlice; false if an equal one was held
+    /// (nothing changes). Recomputes the selector-less services it belonged
+    /// to and belongs to (a service with a selector takes its endpoints from
+    /// pods).
+    pub fn upsert_slice(&mut self, slice: EndpointSlice) -> bool {
+        let old = self
+            .slices
+            .get(slice.metadata.namespace_or_default(), &slice.metadata.name);
+        if old == Some(&slice) {
+            return false;
+        }
+        let affected = self.slice_services(old, Some(&slice));
+        self.slices.upsert(slice);
+        for key in &affected {
+            self.recompute(key);
+        }
+        true
+    }
+
+    /// Remove an EndpointSlice; returns it. Recomputes the selector-less
+    /// service it belonged to.
+    pub fn remove_slice(&mut self, namespace: &str, name: &str) -> Option<EndpointSlice> {
+        let old = self.slices.remove(namespace, name)?;
+        let affected = self.slice_services(Some(&old), None);
+        for key in &affected {
+            self.recompute(key);
+        }
+        Some(old)
+    }
+
+    /// The held selector-less services a slice change (`old` before,
+    /// `new` after) can affect: those named by either's
+    /// `kubernetes.io/service-name` label in its namespace.
+    pub fn slice_services(
+        &self,
+        old: Option<&EndpointSlice>,
+        new: Option<&EndpointSlice>,
+    ) -> BTreeSet<ServiceKey> {
+        old.into_iter()
+            .chain(new)
+            .filter_map(service_of)
+            .filter(|k| {
+                self.services
+                    .get(k)
+                    .is_some_and(|s| s.spec.selector.is_empty())
+            })
+            .collect()
     }
 
     /// The held services whose selector matches the old or the new labels
@@ -348,9 +410,14 @@ impl DesiredState {
             let pods = &self.pods;
             let select =
                 |s: &Service| pods.selected(s.metadata.namespace_or_default(), &s.spec.selector);
+            let slices = &self.slices;
+            let of_service = |s: &Service| {
+                slices.of_service(s.metadata.namespace_or_default(), &s.metadata.name)
+            };
             service_frontends(
                 svc,
                 &select,
+                &of_service,
                 &self.node,
                 &self.cfg,
                 &mut new.frontends,

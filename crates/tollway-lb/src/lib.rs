@@ -2,10 +2,12 @@
 //!
 //! Pure functions, no I/O, no clock, no randomness:
 //!
-//! - [`desired_services`]: Kubernetes Services and Pods → the frontends this
-//!   node serves and their backends ([`DesiredService`]), with Kubernetes'
-//!   rules (readiness, terminating pods, named ports, traffic policies,
-//!   session affinity, the algorithm annotation).
+//! - [`desired_services`]: Kubernetes Services, Pods and EndpointSlices →
+//!   the frontends this node serves and their backends ([`DesiredService`]),
+//!   with Kubernetes' rules (readiness, terminating endpoints, named ports,
+//!   traffic policies, session affinity, the algorithm annotation; the
+//!   selector's pods or, without a selector, the Service's EndpointSlices;
+//!   ClusterIP, NodePort, LoadBalancer and external-IP frontends).
 //! - [`maglev_table`]: Maglev consistent hashing, identical on every node.
 //! - [`plan`]: the difference between what the BPF maps hold ([`Applied`],
 //!   read back by the agent) and the desired state, as an ordered list of
@@ -15,7 +17,8 @@
 //!
 //! Incrementally, for one change among many services:
 //!
-//! - [`DesiredState`] keeps Services and Pods (a [`PodIndex`]), each
+//! - [`DesiredState`] keeps Services, Pods (a [`PodIndex`]) and
+//!   EndpointSlices (a [`SliceIndex`]), each
 //!   service's frontends, who wins a contested frontend and the
 //!   [`BackendDemand`]; after a change it names the frontends to re-plan and
 //!   their desired services ([`DesiredState::pending`]);
@@ -30,7 +33,8 @@ mod model;
 mod plan;
 
 pub use desired::{
-    DesiredWarning, PodIndex, affected_services, desired_services, desired_services_indexed,
+    DesiredWarning, PodIndex, SliceIndex, affected_services, desired_services,
+    desired_services_indexed,
 };
 pub use incremental::DesiredState;
 pub use maglev::{DEFAULT_M, is_prime, maglev_table};

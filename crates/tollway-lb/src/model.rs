@@ -10,12 +10,13 @@ use tollway_api::Protocol;
 
 use crate::flags::{
     TW_LB_ALG_MAGLEV, TW_LB_ALG_RANDOM, TW_LB_SCOPE_EXT, TW_LB_SCOPE_INT, TW_SVC_F_AFFINITY,
-    TW_SVC_F_CLUSTERIP, TW_SVC_F_ETP_LOCAL, TW_SVC_F_NODEPORT, TW_SVC_F_TWO_SCOPES,
+    TW_SVC_F_CLUSTERIP, TW_SVC_F_ETP_LOCAL, TW_SVC_F_EXTERNAL_IP, TW_SVC_F_LOADBALANCER,
+    TW_SVC_F_NODEPORT, TW_SVC_F_TWO_SCOPES,
 };
 use crate::maglev::DEFAULT_M;
 
-/// L4 protocol of a frontend or backend (SCTP is rejected by validation and
-/// never reaches the load balancer).
+/// L4 protocol of a frontend or backend (SCTP ports are skipped with a
+/// [`DesiredWarning::UnsupportedProtocol`](crate::DesiredWarning)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum Proto {
     /// TCP.
@@ -96,7 +97,8 @@ impl Scope {
 /// A service frontend: the key of the master entry in `tw_lb4_services`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct Frontend {
-    /// The cluster IP, or the node IP of a NodePort.
+    /// The cluster IP, the node IP of a NodePort, a load balancer IP or an
+    /// external IP.
     pub address: Ipv4Addr,
     /// The service port or node port.
     pub port: u16,
@@ -182,7 +184,7 @@ impl fmt::Display for Algorithm {
     }
 }
 
-/// What kind of address a frontend listens on.
+/// What kind of address a frontend listens on (Cilium's frontend types).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FrontendKind {
@@ -190,6 +192,35 @@ pub enum FrontendKind {
     ClusterIp,
     /// A node port on this node's IP.
     NodePort,
+    /// A LoadBalancer service's ingress IP (`status.loadBalancer`), at the
+    /// service port.
+    LoadBalancer,
+    /// One of `spec.externalIPs`, at the service port.
+    ExternalIps,
+}
+
+impl FrontendKind {
+    /// Cilium's name: `ClusterIP`, `NodePort`, `LoadBalancer`,
+    /// `ExternalIPs`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FrontendKind::ClusterIp => "ClusterIP",
+            FrontendKind::NodePort => "NodePort",
+            FrontendKind::LoadBalancer => "LoadBalancer",
+            FrontendKind::ExternalIps => "ExternalIPs",
+        }
+    }
+
+    /// Whether `externalTrafficPolicy` applies (every kind but ClusterIP).
+    pub fn is_external(self) -> bool {
+        self != FrontendKind::ClusterIp
+    }
+}
+
+impl fmt::Display for FrontendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// The Kubernetes service (and port) a frontend comes from.
@@ -247,7 +278,7 @@ impl fmt::Display for ServiceKey {
 pub struct DesiredService {
     /// The frontend.
     pub frontend: Frontend,
-    /// ClusterIP or NodePort.
+    /// ClusterIP, NodePort, LoadBalancer or ExternalIPs.
     pub kind: FrontendKind,
     /// Where it comes from.
     pub service: ServiceName,
@@ -262,7 +293,8 @@ pub struct DesiredService {
     pub algorithm: Algorithm,
     /// `sessionAffinity: ClientIP` timeout in seconds.
     pub affinity_timeout: Option<u32>,
-    /// `externalTrafficPolicy: Local` on the external scope of a NodePort.
+    /// `externalTrafficPolicy: Local` on the external scope of a node port,
+    /// load balancer IP or external IP.
     pub etp_local: bool,
     /// The frontend is one of an External/Internal scope pair.
     pub two_scopes: bool,
@@ -274,6 +306,8 @@ impl DesiredService {
         let mut f = match self.kind {
             FrontendKind::ClusterIp => TW_SVC_F_CLUSTERIP,
             FrontendKind::NodePort => TW_SVC_F_NODEPORT,
+            FrontendKind::LoadBalancer => TW_SVC_F_LOADBALANCER,
+            FrontendKind::ExternalIps => TW_SVC_F_EXTERNAL_IP,
         };
         if self.etp_local {
             f |= TW_SVC_F_ETP_LOCAL;

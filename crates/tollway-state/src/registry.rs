@@ -291,6 +291,14 @@ fn admit(
                 phase: "Active".into(),
             });
         }
+        // A load balancer's addresses are reported by its provider (there
+        // is none in the lab), never applied.
+        (Object::Service(svc), old) => {
+            svc.status = match old {
+                Some(Object::Service(o)) => o.status.clone(),
+                _ => None,
+            };
+        }
         _ => {}
     }
     // References to other objects.
@@ -343,6 +351,12 @@ fn allocate_service(
     errs: &mut Vec<ManifestError>,
 ) {
     let me = Allocations::key(svc);
+    if svc.service_type() == ServiceType::ExternalName {
+        // A DNS alias: no cluster IP (a former one is released), no ports.
+        svc.spec.cluster_ip = None;
+        svc.spec.cluster_ips.clear();
+        return;
+    }
     // Cluster IP: immutable once set.
     let old_ip = old.and_then(|o| o.spec.cluster_ip.clone());
     let wanted = svc.spec.cluster_ip.clone().filter(|ip| !ip.is_empty());
@@ -431,9 +445,15 @@ fn allocate_service(
     };
     svc.spec.cluster_ip = Some(ip);
 
-    if svc.service_type() != ServiceType::NodePort {
+    // Node ports: NodePort services, and LoadBalancers unless
+    // `allocateLoadBalancerNodePorts: false` (then only the ones given).
+    if !matches!(
+        svc.service_type(),
+        ServiceType::NodePort | ServiceType::LoadBalancer
+    ) {
         return;
     }
+    let allocate = svc.allocates_node_ports();
     let range = i64::from(*cfg.node_port_range.start())..=i64::from(*cfg.node_port_range.end());
     let mut mine: BTreeSet<i64> = BTreeSet::new();
     for i in 0..svc.spec.ports.len() {
@@ -469,6 +489,7 @@ fn allocate_service(
                 }
                 np
             }
+            None if !allocate => continue,
             None => {
                 let free = range
                     .clone()
@@ -652,6 +673,7 @@ fn delete_one(txn: &mut Txn, key: &ObjectKey, opts: DeleteOptions) -> DeleteOutc
             }
         }
         Object::Service(_)
+        | Object::EndpointSlice(_)
         | Object::ServiceAccount(_)
         | Object::Node(_)
         | Object::CiliumIdentity(_)

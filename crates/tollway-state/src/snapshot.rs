@@ -1,8 +1,8 @@
 use std::collections::BTreeMap;
 
 use tollway_api::{
-    CiliumIdentity, CiliumNetworkPolicy, Deployment, Kind, Namespace, NetworkPolicy, Node, Object,
-    ObjectKey, Pod, Service,
+    CiliumIdentity, CiliumNetworkPolicy, Deployment, EndpointSlice, Kind, Namespace, NetworkPolicy,
+    Node, Object, ObjectKey, Pod, Service,
 };
 
 /// Every object at one resource version.
@@ -62,6 +62,15 @@ impl Snapshot {
             Object::Service(s) => Some(s),
             _ => None,
         })
+    }
+
+    /// All EndpointSlices.
+    pub fn endpoint_slices(&self) -> impl Iterator<Item = &EndpointSlice> {
+        self.list(Kind::EndpointSlice, None)
+            .filter_map(|o| match o {
+                Object::EndpointSlice(s) => Some(s),
+                _ => None,
+            })
     }
 
     /// All deployments.

@@ -148,6 +148,86 @@ fn node_ports_are_allocated_and_unique() {
 }
 
 #[test]
+fn load_balancers_get_node_ports_and_external_names_no_cluster_ip() {
+    let (_d, s) = store();
+    apply(&s, &format!("{NS}{}", svc("lb", "  type: LoadBalancer\n"))).unwrap();
+    let lb = get_svc(&s, "lb");
+    assert_eq!(lb.spec.ports[0].node_port, Some(30000));
+    assert!(lb.spec.cluster_ip.is_some());
+    // `allocateLoadBalancerNodePorts: false`: only the ones given.
+    apply(
+        &s,
+        &svc(
+            "lb2",
+            "  type: LoadBalancer\n  allocateLoadBalancerNodePorts: false\n",
+        ),
+    )
+    .unwrap();
+    assert_eq!(get_svc(&s, "lb2").spec.ports[0].node_port, None);
+    let given = "apiVersion: v1\nkind: Service\nmetadata: {name: lb3, namespace: payments}\nspec:\n  type: LoadBalancer\n  allocateLoadBalancerNodePorts: false\n  ports:\n  - {name: a, port: 80, nodePort: 30005}\n  - {name: b, port: 81}\n";
+    apply(&s, given).unwrap();
+    let lb3 = get_svc(&s, "lb3");
+    assert_eq!(lb3.spec.ports[0].node_port, Some(30005));
+    assert_eq!(lb3.spec.ports[1].node_port, None);
+    // A taken one is refused as for a NodePort.
+    let taken = given.replace("lb3", "lb4");
+    let e = apply(&s, &taken).unwrap_err();
+    assert!(e[0].contains("30005 is already allocated"), "{e:?}");
+
+    // The load balancer's status belongs to its provider: not applied.
+    let with_status = format!(
+        "{}status:\n  loadBalancer:\n    ingress: [{{ip: 203.0.113.7}}]\n",
+        svc("lb", "  type: LoadBalancer\n")
+    );
+    apply(&s, &with_status).unwrap();
+    assert_eq!(get_svc(&s, "lb").status, None);
+
+    // ExternalName: no cluster IP; one given up when a service becomes one.
+    let ext = "apiVersion: v1\nkind: Service\nmetadata: {name: lb, namespace: payments}\nspec:\n  type: ExternalName\n  externalName: db.example.com\n";
+    apply(&s, ext).unwrap();
+    let e = get_svc(&s, "lb");
+    assert_eq!(e.spec.cluster_ip, None);
+    assert!(e.spec.cluster_ips.is_empty());
+    assert_eq!(e.spec.ports, []);
+    // Its node port and address are free again.
+    apply(&s, &svc("np", "  type: NodePort\n")).unwrap();
+    assert_eq!(get_svc(&s, "np").spec.ports[0].node_port, Some(30000));
+}
+
+#[test]
+fn endpoint_slices_are_applied_and_deleted() {
+    let (_d, s) = store();
+    let es = "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: db-1\n  namespace: payments\n  labels: {kubernetes.io/service-name: db}\naddressType: IPv4\nendpoints:\n- addresses: [10.244.1.5]\nports:\n- {name: pg, port: 5432}\n";
+    let out = apply(&s, &format!("{NS}---\n{es}")).unwrap();
+    let key = ObjectKey::new(Kind::EndpointSlice, Some("payments"), "db-1");
+    assert!(
+        out.contains(&(key.clone(), ApplyAction::Created)),
+        "{out:?}"
+    );
+    let snap = s.snapshot().unwrap();
+    let stored: Vec<&str> = snap
+        .endpoint_slices()
+        .map(|e| e.metadata.name.as_str())
+        .collect();
+    assert_eq!(stored, ["db-1"]);
+    assert_eq!(
+        apply(&s, es).unwrap(),
+        [(key.clone(), ApplyAction::Unchanged)]
+    );
+    let changed = es.replace("10.244.1.5", "10.244.1.6");
+    assert_eq!(
+        apply(&s, &changed).unwrap(),
+        [(key.clone(), ApplyAction::Configured)]
+    );
+    let out = registry::delete(&s, std::slice::from_ref(&key), DeleteOptions::default()).unwrap();
+    assert_eq!(out, [DeleteOutcome::Deleted(key.clone())]);
+    assert!(s.snapshot().unwrap().get(&key).is_none());
+    // In a namespace that does not exist: refused.
+    let e = apply(&s, &es.replace("payments", "nowhere")).unwrap_err();
+    assert!(e[0].contains("namespace \"nowhere\" not found"), "{e:?}");
+}
+
+#[test]
 fn references_must_exist() {
     let (_d, s) = store();
     let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  serviceAccountName: web\n  nodeName: node-9\n  containers: [{name: c, image: x}]\n";

@@ -5,6 +5,7 @@
 mod cilium;
 mod cilium_ports;
 mod deployment;
+mod endpointslice;
 mod netpol;
 mod pod;
 mod service;
@@ -38,6 +39,7 @@ pub(crate) fn validate(o: &Object) -> Vec<(String, String)> {
         Object::Pod(p) => pod::validate_pod_spec(&p.spec, "spec", &mut e),
         Object::Deployment(d) => deployment::validate(d, &mut e),
         Object::Service(s) => service::validate(s, &mut e),
+        Object::EndpointSlice(es) => endpointslice::validate(es, &mut e),
         Object::NetworkPolicy(np) => netpol::validate(np, &mut e),
         Object::CiliumNetworkPolicy(p) | Object::CiliumClusterwideNetworkPolicy(p) => {
             cilium::validate(p, &mut e);
@@ -55,6 +57,8 @@ pub(crate) fn validate(o: &Object) -> Vec<(String, String)> {
 pub(crate) fn warnings(o: &Object) -> Vec<(String, String)> {
     match o {
         Object::NetworkPolicy(np) => netpol::warnings(np),
+        Object::Service(s) => service::warnings(s),
+        Object::EndpointSlice(es) => endpointslice::warnings(es),
         Object::CiliumNetworkPolicy(p) | Object::CiliumClusterwideNetworkPolicy(p) => {
             cilium::warnings(p)
         }

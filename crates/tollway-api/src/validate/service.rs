@@ -1,6 +1,7 @@
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
+use super::endpointslice::not_special;
 use super::{Errs, port_range};
 use crate::core::Protocol;
 use crate::intstr::IntOrString;
@@ -10,13 +11,11 @@ use crate::service::{Service, ServiceType, SessionAffinity};
 pub(crate) fn validate(s: &Service, e: &mut Errs) {
     let spec = &s.spec;
     let ty = s.service_type();
-    if matches!(ty, ServiceType::LoadBalancer | ServiceType::ExternalName) {
-        e.add(
-            "spec.type",
-            format!("{ty} is not supported yet (ClusterIP or NodePort)"),
-        );
+    let external_name = ty == ServiceType::ExternalName;
+    if external_name {
+        validate_external_name(s, e);
     }
-    if spec.ports.is_empty() && !s.is_headless() {
+    if spec.ports.is_empty() && !s.is_headless() && !external_name {
         e.add("spec.ports", "required: a service needs at least one port");
     }
     let multi = spec.ports.len() > 1;
@@ -38,12 +37,6 @@ pub(crate) fn validate(s: &Service, e: &mut Errs) {
             None => {}
         }
         e.check(format!("{pp}.port"), port_range(p.port));
-        if p.protocol() == Protocol::Sctp {
-            e.add(
-                format!("{pp}.protocol"),
-                "SCTP is not supported (TCP or UDP)",
-            );
-        }
         if !pairs.insert((p.port, p.protocol())) {
             e.add(
                 format!("{pp}.port"),
@@ -58,16 +51,16 @@ pub(crate) fn validate(s: &Service, e: &mut Errs) {
             None => {}
         }
         if let Some(np) = p.node_port {
-            if ty != ServiceType::NodePort {
+            if !matches!(ty, ServiceType::NodePort | ServiceType::LoadBalancer) {
                 e.add(
                     format!("{pp}.nodePort"),
-                    "may only be set when spec.type is NodePort",
+                    "may only be set when spec.type is NodePort or LoadBalancer",
                 );
-            } else if !(30000..=32767).contains(&np) {
-                e.add(
-                    format!("{pp}.nodePort"),
-                    format!("must be 30000-32767, got {np}"),
-                );
+            } else {
+                // Which ports are node ports is the API server's
+                // --service-node-port-range (the lab's registry checks
+                // its own); any port is a valid value here.
+                e.check(format!("{pp}.nodePort"), port_range(np));
             }
         }
     }
@@ -78,10 +71,10 @@ pub(crate) fn validate(s: &Service, e: &mut Errs) {
                 format!("must be an IPv4 address or \"None\", got {ip:?}"),
             );
         }
-        if ip == "None" && ty == ServiceType::NodePort {
+        if ip == "None" && matches!(ty, ServiceType::NodePort | ServiceType::LoadBalancer) {
             e.add(
                 "spec.clusterIP",
-                "may not be \"None\" for a NodePort service",
+                format!("may not be \"None\" for a {ty} service"),
             );
         }
     }
@@ -116,11 +109,48 @@ pub(crate) fn validate(s: &Service, e: &mut Errs) {
             "may only be set when spec.sessionAffinity is ClientIP",
         );
     }
-    if spec.external_traffic_policy.is_some() && ty != ServiceType::NodePort {
+    if spec.external_traffic_policy.is_some() && !s.is_externally_accessible() {
         e.add(
             "spec.externalTrafficPolicy",
-            "may only be set for NodePort services",
+            "may only be set for externally-accessible services (NodePort, LoadBalancer, or with spec.externalIPs)",
         );
+    }
+    if spec.allocate_load_balancer_node_ports.is_some() && ty != ServiceType::LoadBalancer {
+        e.add(
+            "spec.allocateLoadBalancerNodePorts",
+            "may only be set when spec.type is LoadBalancer",
+        );
+    }
+    for (i, ip) in spec.external_ips.iter().enumerate() {
+        e.check(format!("spec.externalIPs[{i}]"), ip_address(ip));
+    }
+    let ingress = s
+        .status
+        .iter()
+        .filter_map(|st| st.load_balancer.as_ref())
+        .flat_map(|lb| lb.ingress.iter());
+    for (i, ing) in ingress.enumerate() {
+        let p = format!("status.loadBalancer.ingress[{i}]");
+        if let Some(ip) = &ing.ip {
+            e.check(format!("{p}.ip"), ip_address(ip));
+        }
+        if let Some(h) = &ing.hostname {
+            if h.parse::<IpAddr>().is_ok() {
+                e.add(
+                    format!("{p}.hostname"),
+                    "must be a DNS name, not an IP address",
+                );
+            } else {
+                e.check(format!("{p}.hostname"), names::dns1123_subdomain(h));
+            }
+        }
+        match ing.ip_mode.as_deref() {
+            None | Some("VIP") | Some("Proxy") => {}
+            Some(m) => e.add(
+                format!("{p}.ipMode"),
+                format!("must be \"VIP\" or \"Proxy\", got {m:?}"),
+            ),
+        }
     }
     for f in &spec.ip_families {
         if f != "IPv4" {
@@ -131,4 +161,62 @@ pub(crate) fn validate(s: &Service, e: &mut Errs) {
         }
     }
     super::validate_labels(&spec.selector, "spec.selector", e);
+}
+
+/// `type: ExternalName`: a DNS name (a trailing dot is allowed), no cluster
+/// IP.
+fn validate_external_name(s: &Service, e: &mut Errs) {
+    let spec = &s.spec;
+    match spec
+        .external_name
+        .as_deref()
+        .map(|n| n.strip_suffix('.').unwrap_or(n))
+    {
+        None | Some("") => e.add(
+            "spec.externalName",
+            "required for an ExternalName service: the DNS name it stands for",
+        ),
+        Some(name) => e.check("spec.externalName", names::dns1123_subdomain(name)),
+    }
+    if spec.cluster_ip.as_deref().is_some_and(|ip| !ip.is_empty()) {
+        e.add(
+            "spec.clusterIP",
+            "may not be set for an ExternalName service",
+        );
+    }
+}
+
+/// An IP address (IPv6 is accepted; the lab load balances IPv4 only) that
+/// is not special.
+fn ip_address(s: &str) -> Result<(), String> {
+    let ip: IpAddr = s
+        .parse()
+        .map_err(|_| format!("must be a valid IP address, got {s:?}"))?;
+    not_special(ip)
+}
+
+/// What a valid service says that the lab does not act on, as (path,
+/// message).
+pub(crate) fn warnings(s: &Service) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    if s.service_type() == ServiceType::ExternalName {
+        return out;
+    }
+    for (i, p) in s.spec.ports.iter().enumerate() {
+        if p.protocol() == Protocol::Sctp {
+            out.push((
+                format!("spec.ports[{i}].protocol"),
+                "SCTP is not load balanced (TCP or UDP): the port gets no frontend".to_string(),
+            ));
+        }
+    }
+    for (i, ip) in s.spec.external_ips.iter().enumerate() {
+        if ip.parse::<Ipv4Addr>().is_err() {
+            out.push((
+                format!("spec.externalIPs[{i}]"),
+                "not an IPv4 address: not load balanced (IPv4 only)".to_string(),
+            ));
+        }
+    }
+    out
 }

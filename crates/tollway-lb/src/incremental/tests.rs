@@ -1,21 +1,22 @@
 //! `DesiredState` against `desired_services` and `plan` from scratch, for
-//! random sequences of Service and Pod changes.
+//! random sequences of Service, Pod and EndpointSlice changes.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use proptest::prelude::*;
 use tollway_api::{
-    ClientIpConfig, Container, ContainerPort, IntOrString, ObjectMeta, PodCondition, PodSpec,
-    PodStatus, Protocol, ServicePort, ServiceSpec, ServiceType, SessionAffinity,
-    SessionAffinityConfig, TrafficPolicy,
+    AddressType, ClientIpConfig, Container, ContainerPort, Endpoint, EndpointConditions,
+    EndpointPort, IntOrString, LoadBalancerIngress, LoadBalancerStatus, ObjectMeta, PodCondition,
+    PodSpec, PodStatus, Protocol, SERVICE_NAME_LABEL, ServicePort, ServiceSpec, ServiceStatus,
+    ServiceType, SessionAffinity, SessionAffinityConfig, TrafficPolicy,
 };
 
 use super::*;
 use crate::model::Algorithm;
 use crate::{
-    Applied, affected_services, apply_to, desired_services, desired_services_indexed, mismatch,
-    plan, plan_scoped,
+    Applied, SliceIndex, affected_services, apply_to, desired_services, desired_services_indexed,
+    mismatch, plan, plan_scoped,
 };
 
 fn node() -> NodeContext {
@@ -54,6 +55,40 @@ struct SvcParams {
     affinity: Option<i64>,
     publish_not_ready: bool,
     annotation: u8,
+    /// 0, 1: as `node_port` says; 2: LoadBalancer.
+    lb: u8,
+    /// Which `spec.externalIPs`.
+    external_ips: u8,
+    /// Which `status.loadBalancer.ingress` IPs.
+    ingress: u8,
+}
+
+#[derive(Debug, Clone)]
+struct EpParams {
+    ip: u8,
+    second_ip: bool,
+    ready: Option<bool>,
+    serving: Option<bool>,
+    terminating: Option<bool>,
+    node: u8,
+}
+
+#[derive(Debug, Clone)]
+struct SlicePortParams {
+    name: u8,
+    proto: u8,
+    port: Option<u16>,
+}
+
+#[derive(Debug, Clone)]
+struct SliceParams {
+    ns: u8,
+    /// The service it is labelled with (`s<n>`), or none.
+    service: Option<u8>,
+    /// 0..=5: IPv4, 6: IPv6, 7: FQDN.
+    address_type: u8,
+    endpoints: Vec<EpParams>,
+    ports: Vec<SlicePortParams>,
 }
 
 #[derive(Debug, Clone)]
@@ -89,6 +124,7 @@ fn svc_strategy() -> impl Strategy<Value = SvcParams> {
         proptest::option::of(0i64..100),
         any::<bool>(),
         0u8..5,
+        (0u8..3, 0u8..5, 0u8..4),
     )
         .prop_map(
             |(
@@ -98,6 +134,7 @@ fn svc_strategy() -> impl Strategy<Value = SvcParams> {
                 affinity,
                 publish_not_ready,
                 annotation,
+                (lb, external_ips, ingress),
             )| SvcParams {
                 ns,
                 ip,
@@ -109,6 +146,56 @@ fn svc_strategy() -> impl Strategy<Value = SvcParams> {
                 affinity,
                 publish_not_ready,
                 annotation,
+                lb,
+                external_ips,
+                ingress,
+            },
+        )
+}
+
+fn ep_strategy() -> impl Strategy<Value = EpParams> {
+    (
+        1u8..=3,
+        any::<bool>(),
+        proptest::option::of(any::<bool>()),
+        proptest::option::of(any::<bool>()),
+        proptest::option::of(any::<bool>()),
+        0u8..3,
+    )
+        .prop_map(
+            |(ip, second_ip, ready, serving, terminating, node)| EpParams {
+                ip,
+                second_ip,
+                ready,
+                serving,
+                terminating,
+                node,
+            },
+        )
+}
+
+fn slice_strategy() -> impl Strategy<Value = SliceParams> {
+    let port = (0u8..4, 0u8..4, proptest::option::weighted(0.9, 0u16..2)).prop_map(
+        |(name, proto, port)| SlicePortParams {
+            name,
+            proto,
+            port: port.map(|p| if p == 0 { 8080 } else { 9090 }),
+        },
+    );
+    (
+        0u8..3,
+        proptest::option::weighted(0.9, 0..SERVICES),
+        0u8..8,
+        proptest::collection::vec(ep_strategy(), 0..4),
+        proptest::collection::vec(port, 0..3),
+    )
+        .prop_map(
+            |(ns, service, address_type, endpoints, ports)| SliceParams {
+                ns,
+                service,
+                address_type,
+                endpoints,
+                ports,
             },
         )
 }
@@ -198,6 +285,35 @@ fn make_service(i: u8, p: &SvcParams) -> Service {
             app_protocol: None,
         })
         .collect();
+    let external_ips = match p.external_ips {
+        0 | 1 => vec![],
+        2 => vec!["192.168.50.1".to_string()],
+        // The cluster IP of another service: contested.
+        3 => vec!["192.168.50.1".to_string(), "10.96.0.2".to_string()],
+        _ => vec!["fd00::7".to_string(), "192.168.50.2".to_string()],
+    };
+    let ingress: Vec<&str> = match p.ingress {
+        0 | 1 => vec![],
+        // Also an external IP of some: counted once per service.
+        2 => vec!["192.168.50.1"],
+        _ => vec!["203.0.113.1", "fd00::8"],
+    };
+    let status = (!ingress.is_empty()).then(|| ServiceStatus {
+        load_balancer: Some(LoadBalancerStatus {
+            ingress: ingress
+                .iter()
+                .map(|ip| LoadBalancerIngress {
+                    ip: Some(ip.to_string()),
+                    ..LoadBalancerIngress::default()
+                })
+                .collect(),
+        }),
+    });
+    let type_ = match (p.lb, p.node_port) {
+        (2, _) => Some(ServiceType::LoadBalancer),
+        (_, true) => Some(ServiceType::NodePort),
+        _ => None,
+    };
     Service {
         api_version: "v1".into(),
         kind: "Service".into(),
@@ -207,8 +323,10 @@ fn make_service(i: u8, p: &SvcParams) -> Service {
             annotations,
             ..ObjectMeta::default()
         },
+        status,
         spec: ServiceSpec {
-            type_: p.node_port.then_some(ServiceType::NodePort),
+            type_,
+            external_ips,
             selector,
             ports,
             cluster_ip,
@@ -297,23 +415,99 @@ fn make_pod(i: u8, p: &PodParams) -> Pod {
     }
 }
 
+fn make_slice(i: u8, p: &SliceParams) -> EndpointSlice {
+    let address_type = match p.address_type {
+        0..=5 => AddressType::IPv4,
+        6 => AddressType::IPv6,
+        _ => AddressType::Fqdn,
+    };
+    let address = |n: u8| match address_type {
+        // Few addresses, shared with the pods': backends are shared too.
+        AddressType::IPv4 => format!("10.244.0.{n}"),
+        AddressType::IPv6 => format!("fd00::{n}"),
+        AddressType::Fqdn => format!("b{n}.example.com"),
+    };
+    let mut labels = BTreeMap::new();
+    if let Some(s) = p.service {
+        labels.insert(SERVICE_NAME_LABEL.to_string(), format!("s{s}"));
+    }
+    EndpointSlice {
+        api_version: "discovery.k8s.io/v1".into(),
+        kind: "EndpointSlice".into(),
+        metadata: ObjectMeta {
+            name: format!("e{i}"),
+            namespace: namespace(p.ns),
+            labels,
+            ..ObjectMeta::default()
+        },
+        address_type,
+        endpoints: p
+            .endpoints
+            .iter()
+            .map(|e| Endpoint {
+                addresses: if e.second_ip {
+                    vec![address(e.ip), address(e.ip % 3 + 1)]
+                } else {
+                    vec![address(e.ip)]
+                },
+                conditions: EndpointConditions {
+                    ready: e.ready,
+                    serving: e.serving,
+                    terminating: e.terminating,
+                },
+                node_name: match e.node {
+                    0 => Some("node-a".into()),
+                    1 => Some("node-b".into()),
+                    _ => None,
+                },
+                ..Endpoint::default()
+            })
+            .collect(),
+        ports: p
+            .ports
+            .iter()
+            .map(|q| EndpointPort {
+                name: match q.name {
+                    0 => None,
+                    1 => Some(String::new()),
+                    2 => Some("p0".into()),
+                    _ => Some("p1".into()),
+                },
+                port: q.port.map(i64::from),
+                protocol: match q.proto {
+                    0 => None,
+                    1 => Some(Protocol::Tcp),
+                    2 => Some(Protocol::Udp),
+                    _ => Some(Protocol::Sctp),
+                },
+                app_protocol: None,
+            })
+            .collect(),
+    }
+}
+
 #[derive(Debug, Clone)]
 enum Action {
     UpsertService(u8, SvcParams),
     RemoveService(u8),
     UpsertPod(u8, PodParams),
     RemovePod(u8),
+    UpsertSlice(u8, SliceParams),
+    RemoveSlice(u8),
 }
 
 const SERVICES: u8 = 6;
 const PODS: u8 = 8;
+const SLICES: u8 = 4;
 
 fn action_strategy() -> impl Strategy<Value = Action> {
     prop_oneof![
         3 => (0..SERVICES, svc_strategy()).prop_map(|(i, p)| Action::UpsertService(i, p)),
         1 => (0..SERVICES).prop_map(Action::RemoveService),
-        6 => (0..PODS, pod_strategy()).prop_map(|(i, p)| Action::UpsertPod(i, p)),
+        5 => (0..PODS, pod_strategy()).prop_map(|(i, p)| Action::UpsertPod(i, p)),
         1 => (0..PODS).prop_map(Action::RemovePod),
+        3 => (0..SLICES, slice_strategy()).prop_map(|(i, p)| Action::UpsertSlice(i, p)),
+        1 => (0..SLICES).prop_map(Action::RemoveSlice),
     ]
 }
 
@@ -322,13 +516,34 @@ fn action_strategy() -> impl Strategy<Value = Action> {
 struct Model {
     services: BTreeMap<u8, Service>,
     pods: BTreeMap<u8, Pod>,
+    slices: BTreeMap<u8, EndpointSlice>,
 }
 
 impl Model {
     fn full(&self, cfg: &LbConfig) -> (Vec<DesiredService>, Vec<DesiredWarning>) {
         let services: Vec<&Service> = self.services.values().collect();
         let pods: Vec<&Pod> = self.pods.values().collect();
-        desired_services(&services, &pods, &node(), cfg)
+        let slices: Vec<&EndpointSlice> = self.slices.values().collect();
+        desired_services(&services, &pods, &slices, &node(), cfg)
+    }
+
+    /// The selector-less services a slice change can affect, the slow way.
+    fn slice_services(
+        &self,
+        old: Option<&EndpointSlice>,
+        new: Option<&EndpointSlice>,
+    ) -> BTreeSet<ServiceKey> {
+        self.services
+            .values()
+            .filter(|s| s.spec.selector.is_empty())
+            .filter(|s| {
+                old.into_iter().chain(new).any(|e| {
+                    e.metadata.namespace_or_default() == s.metadata.namespace_or_default()
+                        && e.metadata.labels.get(SERVICE_NAME_LABEL) == Some(&s.metadata.name)
+                })
+            })
+            .map(ServiceKey::of)
+            .collect()
     }
 }
 
@@ -396,6 +611,40 @@ fn act(state: &mut DesiredState, model: &mut Model, a: &Action) -> Result<(), Te
                 prop_assert_eq!(state.remove_pod(&ns, &name), Some(old));
             }
         }
+        Action::UpsertSlice(i, p) => {
+            let slice = make_slice(*i, p);
+            let old = model.slices.remove(i);
+            if let Some(o) = &old
+                && ns_name(&o.metadata) != ns_name(&slice.metadata)
+            {
+                // Moved namespace: a delete and an add.
+                let (ns, name) = ns_name(&o.metadata);
+                prop_assert_eq!(
+                    state.slice_services(Some(o), None),
+                    model.slice_services(Some(o), None)
+                );
+                let removed = state.remove_slice(&ns, &name);
+                prop_assert_eq!(removed.as_ref(), Some(o));
+                prop_assert_eq!(
+                    state.slice_services(None, Some(&slice)),
+                    model.slice_services(None, Some(&slice))
+                );
+            } else {
+                prop_assert_eq!(
+                    state.slice_services(old.as_ref(), Some(&slice)),
+                    model.slice_services(old.as_ref(), Some(&slice))
+                );
+            }
+            let changed = state.upsert_slice(slice.clone());
+            prop_assert_eq!(changed, old.as_ref() != Some(&slice));
+            model.slices.insert(*i, slice);
+        }
+        Action::RemoveSlice(i) => {
+            if let Some(old) = model.slices.remove(i) {
+                let (ns, name) = ns_name(&old.metadata);
+                prop_assert_eq!(state.remove_slice(&ns, &name), Some(old));
+            }
+        }
     }
     Ok(())
 }
@@ -422,6 +671,7 @@ proptest! {
         let mut state = DesiredState::from_objects(
             model.services.values(),
             model.pods.values(),
+            model.slices.values(),
             node(),
             cfg,
         );
@@ -447,11 +697,13 @@ proptest! {
             prop_assert_eq!(&state.warnings(), &warnings);
             let services: Vec<&Service> = model.services.values().collect();
             let index = PodIndex::from_pods(model.pods.values());
+            let slices = SliceIndex::from_slices(model.slices.values());
             prop_assert_eq!(
-                desired_services_indexed(&services, &index, &node(), &cfg),
+                desired_services_indexed(&services, &index, &slices, &node(), &cfg),
                 (desired.clone(), warnings)
             );
             prop_assert_eq!(state.pods(), &index);
+            prop_assert_eq!(state.slices(), &slices);
 
             let (subset, scope) = state.pending();
             let full = plan(&applied, &desired, &cfg).unwrap();
@@ -494,6 +746,9 @@ fn a_pod_change_recomputes_only_the_services_selecting_it() {
                 affinity: None,
                 publish_not_ready: false,
                 annotation: 0,
+                lb: 0,
+                external_ips: 0,
+                ingress: 0,
             },
         )
     };
@@ -511,7 +766,7 @@ fn a_pod_change_recomputes_only_the_services_selecting_it() {
     };
     let x = svc(0, 1);
     let y = svc(1, 2);
-    let mut state = DesiredState::from_objects([&x, &y], [], node(), cfg);
+    let mut state = DesiredState::from_objects([&x, &y], [], [], node(), cfg);
     state.commit();
     assert!(state.upsert_pod(make_pod(0, &pod(true))));
     let (desired, scope) = state.pending();
@@ -567,6 +822,9 @@ fn a_shared_address_couples_services() {
                 affinity: None,
                 publish_not_ready: false,
                 annotation: 0,
+                lb: 0,
+                external_ips: 0,
+                ingress: 0,
             },
         )
     };
@@ -585,7 +843,7 @@ fn a_shared_address_couples_services() {
     let (x, y) = (svc(0, 1), svc(1, 2));
     let old = make_pod(0, &pod(0, true));
     let new = make_pod(1, &pod(1, false));
-    let mut state = DesiredState::from_objects([&x, &y], [&old, &new], node(), cfg);
+    let mut state = DesiredState::from_objects([&x, &y], [&old, &new], [], node(), cfg);
     let mut applied = Applied::default();
     for op in plan(&applied, &state.desired(), &cfg).unwrap() {
         apply_to(&mut applied, &op);
@@ -605,4 +863,93 @@ fn a_shared_address_couples_services() {
         apply_to(&mut applied, op);
     }
     assert_eq!(applied.services[&y_fe].count, 1);
+}
+
+/// A slice change re-plans the selector-less service it names (before and
+/// after), nothing else.
+#[test]
+fn a_slice_change_recomputes_only_the_services_it_names() {
+    let cfg = LbConfig::default();
+    let svc = |i: u8, selector: u8| {
+        make_service(
+            i,
+            &SvcParams {
+                ns: 2,
+                ip: i,
+                selector,
+                ports: vec![PortParams {
+                    port: 80,
+                    proto: 0,
+                    target: 1,
+                    node_port: 30000,
+                }],
+                node_port: false,
+                etp_local: false,
+                itp_local: false,
+                affinity: None,
+                publish_not_ready: false,
+                annotation: 0,
+                lb: 0,
+                external_ips: 0,
+                ingress: 0,
+            },
+        )
+    };
+    let slice = |service: u8, ready: bool| SliceParams {
+        ns: 2,
+        service: Some(service),
+        address_type: 0,
+        endpoints: vec![EpParams {
+            ip: 1,
+            second_ip: false,
+            ready: Some(ready),
+            serving: None,
+            terminating: None,
+            node: 0,
+        }],
+        ports: vec![SlicePortParams {
+            name: 2,
+            proto: 1,
+            port: Some(8080),
+        }],
+    };
+    let fe = |n: u8| Frontend {
+        address: Ipv4Addr::new(10, 96, 0, n + 1),
+        port: 80,
+        proto: crate::Proto::Tcp,
+        scope: crate::Scope::External,
+    };
+    // s0 and s1 without a selector, s2 with one.
+    let (x, y, z) = (svc(0, 0), svc(1, 0), svc(2, 1));
+    let mut state = DesiredState::from_objects([&x, &y, &z], [], [], node(), cfg);
+    state.commit();
+    assert!(state.upsert_slice(make_slice(0, &slice(0, true))));
+    let (desired, scope) = state.pending();
+    assert_eq!(scope, BTreeSet::from([fe(0)]));
+    assert_eq!(desired[0].backends.len(), 1);
+    assert_eq!(desired[0].backends[0].port, 8080);
+    state.commit();
+    // The same slice again: nothing.
+    assert!(!state.upsert_slice(make_slice(0, &slice(0, true))));
+    assert!(!state.has_pending());
+    // A slice of a service with a selector changes nothing.
+    assert!(state.upsert_slice(make_slice(1, &slice(2, true))));
+    assert!(!state.has_pending());
+    // Not ready: s0 loses its backend.
+    assert!(state.upsert_slice(make_slice(0, &slice(0, false))));
+    let (desired, scope) = state.pending();
+    assert_eq!(scope, BTreeSet::from([fe(0)]));
+    assert!(desired[0].backends.is_empty());
+    state.commit();
+    // Relabelled (ready again) to s1: both are recomputed; only s1 changes.
+    assert!(state.upsert_slice(make_slice(0, &slice(1, true))));
+    let (_, scope) = state.pending();
+    assert_eq!(scope, BTreeSet::from([fe(1)]), "s0 had no backend to lose");
+    assert_eq!(state.desired_of(&fe(1)).unwrap().backends.len(), 1);
+    state.commit();
+    assert!(state.remove_slice("b", "e0").is_some());
+    let (_, scope) = state.pending();
+    assert_eq!(scope, BTreeSet::from([fe(1)]));
+    assert!(state.desired_of(&fe(1)).unwrap().backends.is_empty());
+    assert!(state.remove_slice("b", "e0").is_none());
 }

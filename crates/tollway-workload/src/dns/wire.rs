@@ -1,7 +1,7 @@
 //! Requests to answers: the DNS message rules of an authoritative-only server (pure).
 
 use hickory_proto::op::{Edns, Message, MessageType, Metadata, OpCode, Query, ResponseCode};
-use hickory_proto::rr::rdata::{A, SOA};
+use hickory_proto::rr::rdata::{A, CNAME, SOA};
 use hickory_proto::rr::{DNSClass, Name, RData, Record};
 
 use super::zone::{Apex, Resolution, TTL, Zone, name_of};
@@ -48,8 +48,9 @@ pub fn soa_record(apex: Apex, serial: u32) -> Record {
 /// - an opcode other than QUERY is NOTIMP, a message that is not one question is FORMERR;
 /// - an OPT record in the request gets one in the answer;
 /// - a question of class IN in a zone served here is answered with AA: `A` records
-///   ([`TTL`]), NOERROR without answer, or NXDOMAIN, with the zone's SOA in the authority
-///   section of negative answers; any other question is REFUSED.
+///   ([`TTL`]), a `CNAME` (an ExternalName Service, whatever the type asked), NOERROR
+///   without answer, or NXDOMAIN, with the zone's SOA in the authority section of
+///   negative answers; any other question is REFUSED.
 pub fn answer(zone: &Zone, request: &Message) -> Message {
     let mut resp = Message::response(request.id, request.op_code);
     resp.metadata = Metadata::response_from_request(&request.metadata);
@@ -81,6 +82,13 @@ pub fn answer(zone: &Zone, request: &Message) -> Message {
                     .into_iter()
                     .map(|ip| Record::from_rdata(query.name().clone(), TTL, RData::A(A(ip)))),
             );
+        }
+        Resolution::Alias { target, .. } => {
+            resp.add_answer(Record::from_rdata(
+                query.name().clone(),
+                TTL,
+                RData::CNAME(CNAME(target)),
+            ));
         }
         Resolution::Soa { apex } => {
             let mut soa = soa_record(apex, zone.serial());
@@ -175,7 +183,25 @@ mod tests {
                 addresses: (1..=200).map(|i| Ipv4Addr::new(10, 244, 0, i)).collect(),
             },
         );
+        z.add_alias("default", "db", Name::from_ascii("db.example.com").unwrap());
         z
+    }
+
+    #[test]
+    fn an_external_name_service_is_a_cname() {
+        for qtype in [RecordType::A, RecordType::AAAA, RecordType::CNAME] {
+            let resp = roundtrip(&ask("db.default.svc.cluster.local.", qtype), Transport::Udp);
+            assert_eq!(resp.response_code, ResponseCode::NoError, "{qtype}");
+            assert!(resp.authoritative);
+            assert_eq!(resp.answers.len(), 1, "{qtype}");
+            let a = &resp.answers[0];
+            assert_eq!(a.name.to_ascii(), "db.default.svc.cluster.local.");
+            assert_eq!(
+                a.data,
+                RData::CNAME(CNAME(Name::from_ascii("db.example.com.").unwrap()))
+            );
+            assert!(resp.authorities.is_empty());
+        }
     }
 
     fn ask(name: &str, qtype: RecordType) -> Message {

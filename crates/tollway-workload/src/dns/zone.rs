@@ -50,6 +50,14 @@ pub enum Resolution {
         /// The addresses, sorted.
         addresses: Vec<Ipv4Addr>,
     },
+    /// The name is an ExternalName Service: whatever the question, the answer is a
+    /// `CNAME` to this name (this server does not recurse: the client resolves it).
+    Alias {
+        /// The zone.
+        apex: Apex,
+        /// The Service's `externalName`, absolute.
+        target: Name,
+    },
     /// An `SOA` (or `ANY`) question about a zone's apex: answer with its SOA.
     Soa {
         /// The zone.
@@ -75,6 +83,7 @@ impl Resolution {
     pub fn apex(&self) -> Option<Apex> {
         match self {
             Resolution::Addresses { apex, .. }
+            | Resolution::Alias { apex, .. }
             | Resolution::Soa { apex }
             | Resolution::NoData { apex }
             | Resolution::NxDomain { apex } => Some(*apex),
@@ -108,6 +117,8 @@ pub struct Zone {
     serial: u32,
     namespaces: BTreeSet<String>,
     services: BTreeMap<(String, String), ServiceEntry>,
+    /// ExternalName Services: their `externalName`.
+    aliases: BTreeMap<(String, String), Name>,
 }
 
 impl Zone {
@@ -119,21 +130,31 @@ impl Zone {
         }
     }
 
-    /// The zone of a store snapshot: every namespace, and every Service (ClusterIP and
-    /// NodePort: its cluster IP; headless: the IPv4 addresses of the pods it selects that
-    /// are ready (or all of them with `publishNotReadyAddresses`), not terminating, and not
-    /// `Succeeded`/`Failed`, as the Endpoints controller would list them). The SOA serial
-    /// is the store's resource version (wrapping, as serials do).
+    /// The zone of a store snapshot: every namespace, and every Service (ClusterIP,
+    /// NodePort and LoadBalancer: its cluster IP; headless: the IPv4 addresses of the pods
+    /// it selects that are ready (or all of them with `publishNotReadyAddresses`), not
+    /// terminating, and not `Succeeded`/`Failed`, as the Endpoints controller would list
+    /// them; ExternalName: a `CNAME` to its `externalName`). The SOA serial is the store's
+    /// resource version (wrapping, as serials do).
     pub fn from_snapshot(snap: &Snapshot) -> Zone {
         let mut zone = Zone::new(snap.resource_version as u32);
         for ns in snap.namespaces() {
             zone.add_namespace(&ns.metadata.name);
         }
         for svc in snap.services() {
+            let ns = svc.metadata.namespace_or_default();
             if svc.service_type() == ServiceType::ExternalName {
+                // Validated as a DNS name; one that is not is left out.
+                if let Some(target) = svc
+                    .spec
+                    .external_name
+                    .as_deref()
+                    .and_then(|n| Name::from_ascii(n).ok())
+                {
+                    zone.add_alias(ns, &svc.metadata.name, target);
+                }
                 continue;
             }
-            let ns = svc.metadata.namespace_or_default();
             let entry = if svc.is_headless() {
                 let pods = snap.list(Kind::Pod, Some(ns)).filter_map(|o| match o {
                     Object::Pod(p) => Some(p),
@@ -170,10 +191,25 @@ impl Zone {
         entry.addresses.sort_unstable();
         entry.addresses.dedup();
         self.add_namespace(namespace);
-        self.services.insert(
-            (namespace.to_ascii_lowercase(), name.to_ascii_lowercase()),
-            entry,
-        );
+        let key = (namespace.to_ascii_lowercase(), name.to_ascii_lowercase());
+        self.aliases.remove(&key);
+        self.services.insert(key, entry);
+    }
+
+    /// Add or replace an ExternalName Service (its namespace too): its name is an alias
+    /// (`CNAME`) of `target` (made absolute).
+    pub fn add_alias(&mut self, namespace: &str, name: &str, mut target: Name) {
+        target.set_fqdn(true);
+        self.add_namespace(namespace);
+        let key = (namespace.to_ascii_lowercase(), name.to_ascii_lowercase());
+        self.services.remove(&key);
+        self.aliases.insert(key, target);
+    }
+
+    /// What an ExternalName Service's name is an alias of.
+    pub fn alias(&self, namespace: &str, name: &str) -> Option<&Name> {
+        self.aliases
+            .get(&(namespace.to_ascii_lowercase(), name.to_ascii_lowercase()))
     }
 
     /// A Service's record.
@@ -224,7 +260,13 @@ impl Zone {
             Some([]) => Resolution::NoData { apex },
             Some([ns]) if self.namespaces.contains(ns) => Resolution::NoData { apex },
             Some([name, ns]) => match self.services.get(&(ns.clone(), name.clone())) {
-                None => Resolution::NxDomain { apex },
+                None => match self.aliases.get(&(ns.clone(), name.clone())) {
+                    Some(target) => Resolution::Alias {
+                        apex,
+                        target: target.clone(),
+                    },
+                    None => Resolution::NxDomain { apex },
+                },
                 Some(entry) => match qtype {
                     RecordType::A | RecordType::ANY if !entry.addresses.is_empty() => {
                         Resolution::Addresses {
@@ -491,6 +533,14 @@ mod tests {
                 "manual",
                 json!({"clusterIP": "None", "ports": [{"port": 1}]}),
             ),
+            svc(
+                "payments-db",
+                json!({"type": "ExternalName", "externalName": "db.payments.example.com."}),
+            ),
+            svc(
+                "lb",
+                json!({"type": "LoadBalancer", "clusterIP": "10.96.0.21", "ports": [{"port": 80}]}),
+            ),
             pod("db-0", "db", "10.244.1.7", true, json!({})),
             pod("db-1", "db", "10.244.0.9", true, json!({})),
             pod("db-2", "db", "10.244.0.3", false, json!({})),
@@ -528,6 +578,24 @@ mod tests {
         assert!(z.service("shop", "db").unwrap().headless);
         assert_eq!(ips("db-all"), ["10.244.0.3", "10.244.0.9", "10.244.1.7"]);
         assert!(ips("manual").is_empty(), "no selector: no endpoints");
+        assert_eq!(ips("lb"), ["10.96.0.21"]);
+        // ExternalName: an alias, whatever the type asked.
+        assert!(z.service("shop", "payments-db").is_none());
+        let target = Name::from_ascii("db.payments.example.com.").unwrap();
+        assert_eq!(z.alias("shop", "Payments-DB"), Some(&target));
+        for qtype in [RecordType::A, RecordType::AAAA, RecordType::SRV] {
+            assert_eq!(
+                z.resolve(&name("payments-db.shop.svc."), qtype),
+                Resolution::Alias {
+                    apex: Apex::Svc,
+                    target: target.clone()
+                }
+            );
+        }
+        // A Service replacing it by name is no alias any more.
+        let mut z2 = z.clone();
+        z2.add_service("shop", "payments-db", ServiceEntry::default());
+        assert!(z2.alias("shop", "payments-db").is_none());
         assert_eq!(
             z.resolve(&name("default.svc.cluster.local."), RecordType::A),
             Resolution::NoData {

@@ -165,7 +165,7 @@ fn kind_and_names(kind: &str, names: &[String]) -> Result<(Kind, Vec<String>)> {
         None => (kind, None),
     };
     let kind = Kind::from_cli(k).ok_or_else(|| {
-        anyhow!("the server doesn't have a resource type {k:?} (known: pods, services, deployments, namespaces, serviceaccounts, nodes, networkpolicies, ciliumnetworkpolicies, ciliumclusterwidenetworkpolicies, ciliumidentities)")
+        anyhow!("the server doesn't have a resource type {k:?} (known: pods, services, endpointslices, deployments, namespaces, serviceaccounts, nodes, networkpolicies, ciliumnetworkpolicies, ciliumclusterwidenetworkpolicies, ciliumidentities)")
     })?;
     let mut all: Vec<String> = first.into_iter().collect();
     for n in names {
@@ -333,8 +333,8 @@ fn wait_until(
 /// `tollway get`.
 #[derive(Args, Debug)]
 pub struct GetArgs {
-    /// Kind(s): pods, services, deployments, namespaces, serviceaccounts,
-    /// nodes, networkpolicies, ciliumnetworkpolicies (cnp),
+    /// Kind(s): pods, services, endpointslices, deployments, namespaces,
+    /// serviceaccounts, nodes, networkpolicies, ciliumnetworkpolicies (cnp),
     /// ciliumclusterwidenetworkpolicies (ccnp), all; comma-separated; or
     /// KIND/NAME.
     kind: String,

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 use tollway_api::{
-    Deployment, Kind, LabelSelector, Namespace, NetworkPolicy, Node, Object, Pod, Service,
-    ServiceType,
+    Deployment, EndpointSlice, Kind, LabelSelector, Namespace, NetworkPolicy, Node, Object, Pod,
+    Service, ServiceType,
 };
 
 use super::{age, pod};
@@ -30,6 +30,10 @@ pub(super) fn headers(kind: Kind, wide: bool) -> Vec<&'static str> {
                 "AGE",
             ],
             &["SELECTOR"],
+        ),
+        Kind::EndpointSlice => (
+            vec!["NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"],
+            &[],
         ),
         Kind::Deployment => (
             vec!["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"],
@@ -66,6 +70,7 @@ pub(super) fn cells(object: &Object, wide: bool, now: Timestamp) -> Vec<String> 
     match object {
         Object::Pod(p) => pod_cells(p, wide, now),
         Object::Service(s) => service_cells(s, wide, now),
+        Object::EndpointSlice(es) => endpoint_slice_cells(es, now),
         Object::Deployment(d) => deployment_cells(d, wide, now),
         Object::Namespace(n) => namespace_cells(n, now),
         Object::ServiceAccount(sa) => vec![
@@ -156,15 +161,11 @@ fn service_cells(s: &Service, wide: bool, now: Timestamp) -> Vec<String> {
         .first()
         .map(String::as_str)
         .or(s.spec.cluster_ip.as_deref());
-    let external_ip = match s.service_type() {
-        ServiceType::LoadBalancer => "<pending>",
-        _ => NONE,
-    };
     let mut row = vec![
         s.metadata.name.clone(),
         s.service_type().to_string(),
         or_none(cluster_ip),
-        external_ip.to_string(),
+        service_external_ip(s, wide),
         service_ports(s),
         age::since(s.metadata.creation_timestamp, now),
     ];
@@ -172,6 +173,86 @@ fn service_cells(s: &Service, wide: bool, now: Timestamp) -> Vec<String> {
         row.push(format_labels(&s.spec.selector));
     }
     row
+}
+
+/// kubectl's `getServiceExternalIP`: the external IPs; for a
+/// LoadBalancer its ingress first (`<pending>` without any); for an
+/// ExternalName its name.
+fn service_external_ip(s: &Service, wide: bool) -> String {
+    let external = &s.spec.external_ips;
+    match s.service_type() {
+        ServiceType::ClusterIP | ServiceType::NodePort if !external.is_empty() => {
+            external.join(",")
+        }
+        ServiceType::ClusterIP | ServiceType::NodePort => NONE.to_string(),
+        ServiceType::LoadBalancer => {
+            // `loadBalancerStatusStringer`: IPs or hostnames, truncated
+            // unless wide.
+            let ingress: Vec<&str> = s
+                .status
+                .iter()
+                .filter_map(|st| st.load_balancer.as_ref())
+                .flat_map(|lb| lb.ingress.iter())
+                .filter_map(|i| i.ip.as_deref().or(i.hostname.as_deref()))
+                .filter(|a| !a.is_empty())
+                .collect();
+            let mut lb = ingress.join(",");
+            if !wide && lb.len() > 16 {
+                lb = format!("{}...", lb.get(..13).unwrap_or(&lb));
+            }
+            let all: Vec<&str> = Some(lb.as_str())
+                .filter(|l| !l.is_empty())
+                .into_iter()
+                .chain(external.iter().map(String::as_str))
+                .collect();
+            if all.is_empty() {
+                "<pending>".to_string()
+            } else {
+                all.join(",")
+            }
+        }
+        ServiceType::ExternalName => s.spec.external_name.clone().unwrap_or_default(),
+    }
+}
+
+/// kubectl's `printEndpointSlice`: the first three ports (the number, else
+/// the name, else `*`) and addresses, `+ N more...` for the rest,
+/// `<unset>` for none.
+fn endpoint_slice_cells(es: &EndpointSlice, now: Timestamp) -> Vec<String> {
+    let ports: Vec<String> = es
+        .ports
+        .iter()
+        .map(|p| match (p.port, p.name.as_deref()) {
+            (Some(n), _) => n.to_string(),
+            (None, Some(name)) => name.to_string(),
+            (None, None) => "*".to_string(),
+        })
+        .collect();
+    let addresses: Vec<String> = es
+        .endpoints
+        .iter()
+        .flat_map(|e| e.addresses.iter().cloned())
+        .collect();
+    vec![
+        es.metadata.name.clone(),
+        es.address_type.to_string(),
+        list_with_more(&ports),
+        list_with_more(&addresses),
+        age::since(es.metadata.creation_timestamp, now),
+    ]
+}
+
+/// kubectl's `listWithMoreString` with at most three shown.
+fn list_with_more(items: &[String]) -> String {
+    const MAX: usize = 3;
+    let shown = items[..items.len().min(MAX)].join(",");
+    if items.len() > MAX {
+        format!("{shown} + {} more...", items.len() - MAX)
+    } else if shown.is_empty() {
+        "<unset>".to_string()
+    } else {
+        shown
+    }
 }
 
 /// A label selector as kubectl prints it: requirements sorted by key,

@@ -151,7 +151,8 @@ pub fn no_resources_message(kind: Kind, opts: &PrintOptions) -> String {
 
 /// The resource name `-o name` and `kubectl apply` use for a kind: `pod`,
 /// `service`, `deployment.apps`, `namespace`, `serviceaccount`, `node`,
-/// `networkpolicy.networking.k8s.io`, `ciliumnetworkpolicy.cilium.io`,
+/// `endpointslice.discovery.k8s.io`, `networkpolicy.networking.k8s.io`,
+/// `ciliumnetworkpolicy.cilium.io`,
 /// `ciliumclusterwidenetworkpolicy.cilium.io`.
 pub fn resource_name(kind: Kind) -> &'static str {
     match kind {
@@ -159,6 +160,7 @@ pub fn resource_name(kind: Kind) -> &'static str {
         Kind::ServiceAccount => "serviceaccount",
         Kind::Node => "node",
         Kind::Service => "service",
+        Kind::EndpointSlice => "endpointslice.discovery.k8s.io",
         Kind::Deployment => "deployment.apps",
         Kind::Pod => "pod",
         Kind::NetworkPolicy => "networkpolicy.networking.k8s.io",

@@ -626,3 +626,108 @@ fn policy_names_and_apply_lines() {
         "ciliumnetworkpolicy.cilium.io/checkout-api-l7-policy created"
     );
 }
+
+#[test]
+fn services_external_ip_column_like_kubectl() {
+    let lb_status = |ips: &[&str]| {
+        let ingress: Vec<String> = ips.iter().map(|i| format!("{{ip: {i}}}")).collect();
+        format!(
+            "status:\n  loadBalancer:\n    ingress: [{}]\n",
+            ingress.join(", ")
+        )
+    };
+    let objects = [
+        service(
+            "  type: LoadBalancer\n  ports:\n  - port: 80\n    nodePort: 30080\n",
+            "pending",
+        ),
+        decode(
+            &format!(
+                "apiVersion: v1\nkind: Service\nmetadata:\n  name: lb\nspec:\n  type: LoadBalancer\n  externalIPs: [192.168.50.10]\n  ports:\n  - port: 80\n    nodePort: 30081\n{}",
+                lb_status(&["203.0.113.7"])
+            ),
+            "2024-04-30T12:00:00Z",
+        ),
+        decode(
+            &format!(
+                "apiVersion: v1\nkind: Service\nmetadata:\n  name: many\nspec:\n  type: LoadBalancer\n  ports:\n  - port: 80\n    nodePort: 30082\n{}",
+                lb_status(&["203.0.113.7", "203.0.113.8"])
+            ),
+            "2024-04-30T12:00:00Z",
+        ),
+        service(
+            "  externalIPs: [192.168.50.11, 192.168.50.12]\n  ports:\n  - port: 80\n",
+            "ext-ips",
+        ),
+        service(
+            "  type: ExternalName\n  externalName: db.example.com\n",
+            "db",
+        ),
+    ];
+    let text = render(Kind::Service, &refs(&objects), &opts(OutputFormat::Table)).unwrap();
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let col = |name: &str| rows.iter().find(|r| r[0] == name).unwrap().clone();
+    assert_eq!(col("pending")[3], "<pending>");
+    assert_eq!(col("lb")[3], "203.0.113.7,192.168.50.10");
+    // More than 16 characters of ingress: cut to 13 unless wide.
+    assert_eq!(col("many")[3], "203.0.113.7,2...");
+    assert_eq!(col("ext-ips")[3], "192.168.50.11,192.168.50.12");
+    assert_eq!(
+        col("db")[1..5],
+        ["ExternalName", "<none>", "db.example.com", "<none>"]
+    );
+    let wide = render(
+        Kind::Service,
+        &refs(&objects[2..3]),
+        &opts(OutputFormat::Wide),
+    )
+    .unwrap();
+    assert!(wide.contains("203.0.113.7,203.0.113.8"), "{wide}");
+}
+
+#[test]
+fn endpoint_slices_table_like_kubectl() {
+    let slice = |name: &str, body: &str| {
+        decode(
+            &format!(
+                "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}\n  labels: {{kubernetes.io/service-name: web}}\n{body}"
+            ),
+            "2024-05-01T11:00:00Z",
+        )
+    };
+    let objects = [
+        slice(
+            "kubernetes",
+            "addressType: IPv4\nports:\n- {name: https, port: 6443}\nendpoints:\n- addresses: [172.18.0.2]\n",
+        ),
+        slice(
+            "web-abc",
+            "addressType: IPv4\nports:\n- {name: http, port: 8080}\n- {name: grpc}\n- {port: 9000, protocol: UDP}\n- {name: admin, port: 9900}\nendpoints:\n- addresses: [10.244.1.5, 10.244.1.6]\n- addresses: [10.244.2.7]\n- addresses: [10.244.2.8]\n",
+        ),
+        slice("empty", "addressType: IPv6\n"),
+    ];
+    assert_eq!(
+        render(
+            Kind::EndpointSlice,
+            &refs(&objects),
+            &opts(OutputFormat::Table)
+        )
+        .unwrap(),
+        "NAME         ADDRESSTYPE   PORTS                        ENDPOINTS                                      AGE\n\
+         kubernetes   IPv4          6443                         172.18.0.2                                     60m\n\
+         web-abc      IPv4          8080,grpc,9000 + 1 more...   10.244.1.5,10.244.1.6,10.244.2.7 + 1 more...   60m\n\
+         empty        IPv6          <unset>                      <unset>                                        60m\n"
+    );
+    assert_eq!(
+        render(
+            Kind::EndpointSlice,
+            &refs(&objects[..1]),
+            &opts(OutputFormat::Name)
+        )
+        .unwrap(),
+        "endpointslice.discovery.k8s.io/kubernetes\n"
+    );
+}
