@@ -68,6 +68,15 @@ pub enum KubeError {
         /// Attempts made.
         attempts: u32,
     },
+    /// A request of the identities' garbage collection failed.
+    #[error("identity garbage collection: {action}: {source}")]
+    IdentityGc {
+        /// What was being done (`listing`, `marking 300`, `deleting 300`).
+        action: String,
+        /// kube's error.
+        #[source]
+        source: kube::Error,
+    },
     /// Every endpoint identity number is taken.
     #[error("identity for {labels}: every number {first}..={last} is taken")]
     IdentitiesExhausted {

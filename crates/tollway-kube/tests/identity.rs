@@ -76,7 +76,8 @@ fn an_existing_identity_is_reused() {
         a.unwrap(),
         Allocation {
             id: 256,
-            created: false
+            created: false,
+            reclaimed: false,
         }
     );
     assert!(posts(&api).is_empty(), "no create");

@@ -158,7 +158,11 @@ pub fn cluster_policy(
 
     // Identities: reserved, endpoints (as allocated), CIDRs.
     let endpoint_ids = identity_table(objects.identities.iter().copied());
-    let by_labels: BTreeMap<&LabelSet, u32> = endpoint_ids.iter().map(|(id, l)| (l, *id)).collect();
+    // Two identities with one label set (allocators that raced across a
+    // garbage collection): the lowest number wins, as in the allocator, so
+    // that every node picks the same one (highest first, lower overwrite).
+    let by_labels: BTreeMap<&LabelSet, u32> =
+        endpoint_ids.iter().rev().map(|(id, l)| (l, *id)).collect();
     let wanted_cidrs = policy_cidrs(&out.rules);
     cidrs.release_unused(&wanted_cidrs);
     for c in &wanted_cidrs {
@@ -395,6 +399,26 @@ mod tests {
         assert_eq!(cp.ctx.named_ports[&TW_ID_CLUSTER_FIRST][0].port, 8080);
         // Round trip through the object form.
         assert_eq!(identity_labels(&ids[0]).unwrap(), web_labels);
+    }
+
+    #[test]
+    fn the_lowest_of_duplicate_identities_wins() {
+        let namespaces = [ns("payments", &[])];
+        let pods = [pod("payments", "web-1", "web", "10.244.1.5", "node-a")];
+        let web = pod_labels(&pods[0], &namespace_labels(&namespaces[0]));
+        for ids in [
+            [identity(300, &web), identity(257, &web)],
+            [identity(257, &web), identity(300, &web)],
+        ] {
+            let objects = ClusterObjects {
+                namespaces: namespaces.iter().collect(),
+                pods: pods.iter().collect(),
+                identities: ids.iter().collect(),
+                ..Default::default()
+            };
+            let cp = cluster_policy(&objects, "node-a", &mut CidrIdentities::new());
+            assert_eq!(cp.pods["uid-web-1"].identity, 257);
+        }
     }
 
     #[test]

@@ -6,7 +6,12 @@
 //! misbehave as a real one does: compacted history (410 on resume), an
 //! expired continue token (HTTP 410 on a list page), a restart (every
 //! connection drops, the port refuses, then it comes back), conflicts on
-//! create (409).
+//! create (409), failing lists of one collection (any status). It also
+//! takes writes as the API server does: merge patches
+//! (`application/merge-patch+json`, with `metadata.resourceVersion` as a
+//! precondition: 409 Conflict on a mismatch) and deletes (with
+//! `preconditions.resourceVersion`: 409 on a mismatch), 404 on a missing
+//! object; writes can be held back to make races overlap.
 
 #![allow(dead_code, clippy::unwrap_used)]
 
@@ -15,7 +20,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
@@ -95,6 +100,8 @@ pub struct Logged {
     pub query: BTreeMap<String, String>,
     /// Status answered.
     pub status: u16,
+    /// When the answer was ready.
+    pub at: SystemTime,
 }
 
 impl Logged {
@@ -130,6 +137,10 @@ struct State {
     page_size: Option<usize>,
     expire_next_continue: bool,
     list_delay: Duration,
+    /// PATCH or DELETE → how long it is held before it is applied.
+    write_delays: BTreeMap<String, Duration>,
+    /// Collection path → the status its lists and watches answer.
+    failing: BTreeMap<String, u16>,
     uid: u64,
 }
 
@@ -254,6 +265,25 @@ fn status_body(rel: &str, name: &str) -> Value {
     serde_json::from_str(&read(rel).replace("NAME", name)).unwrap()
 }
 
+/// RFC 7386: `patch` merged into `target` (null removes a member).
+fn merge_patch(target: &mut Value, patch: &Value) {
+    let Some(p) = patch.as_object() else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = json!({});
+    }
+    let t = target.as_object_mut().unwrap();
+    for (k, v) in p {
+        if v.is_null() {
+            t.remove(k);
+        } else {
+            merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
+        }
+    }
+}
+
 fn respond(status: StatusCode, v: &Value) -> Response<Body> {
     Response::builder()
         .status(status)
@@ -277,6 +307,12 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Response<Bo
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let query = parse_query(req.uri().query());
+    let content_type = req
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => Bytes::new(),
@@ -286,9 +322,20 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Response<Bo
         path: path.clone(),
         query: query.clone(),
         status: 200,
+        at: SystemTime::now(),
     };
-    let resp = route(&state, &method, &path, &query, &body).await;
+    let delay = state
+        .lock()
+        .unwrap()
+        .write_delays
+        .get(method.as_str())
+        .copied();
+    if let Some(d) = delay {
+        tokio::time::sleep(d).await;
+    }
+    let resp = route(&state, &method, &path, &query, &content_type, &body).await;
     logged.status = resp.status().as_u16();
+    logged.at = SystemTime::now();
     state.lock().unwrap().log.push(logged);
     resp
 }
@@ -298,6 +345,7 @@ async fn route(
     method: &Method,
     path: &str,
     query: &BTreeMap<String, String>,
+    content_type: &str,
     body: &Bytes,
 ) -> Response<Body> {
     if path == "/version" {
@@ -329,6 +377,16 @@ async fn route(
         }
     };
     let watch = matches!(query.get("watch").map(String::as_str), Some("1" | "true"));
+    if item.is_none() && *method == Method::GET {
+        let st = state.lock().unwrap();
+        if let Some(&code) = st.failing.get(path) {
+            return respond(
+                StatusCode::from_u16(code).unwrap(),
+                &json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                    "status": "Failure", "message": "injected failure", "code": code}),
+            );
+        }
+    }
     match (method, item, watch) {
         (&Method::GET, None, true) => watch_response(state, index, query),
         (&Method::GET, None, false) => list_response(state, index, query).await,
@@ -363,6 +421,64 @@ async fn route(
             drop(st);
             let _ = rv;
             respond(StatusCode::CREATED, &created)
+        }
+        (&Method::PATCH, Some(name), _) => {
+            if content_type != "application/merge-patch+json" {
+                return respond(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    &json!({"kind": "Status", "code": 415, "message": content_type}),
+                );
+            }
+            let Ok(patch) = serde_json::from_slice::<Value>(body) else {
+                return respond(
+                    StatusCode::BAD_REQUEST,
+                    &json!({"kind": "Status", "code": 400}),
+                );
+            };
+            let mut st = state.lock().unwrap();
+            let Some(current) = st.resources[index].objects.get(&name).cloned() else {
+                return not_found();
+            };
+            // A resourceVersion in the patch is a precondition.
+            if let Some(rv) = patch["metadata"]["resourceVersion"].as_str()
+                && Some(rv) != current["metadata"]["resourceVersion"].as_str()
+            {
+                return respond(
+                    StatusCode::CONFLICT,
+                    &status_body("status/conflict.json", &name),
+                );
+            }
+            let mut patched = current;
+            merge_patch(&mut patched, &patch);
+            st.apply(&json!({"type": "MODIFIED", "object": patched}), true);
+            let key = object_key(&patched);
+            let now = st.resources[index].objects[&key].clone();
+            respond(StatusCode::OK, &now)
+        }
+        (&Method::DELETE, Some(name), _) => {
+            let options: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+            let mut st = state.lock().unwrap();
+            let Some(current) = st.resources[index].objects.get(&name).cloned() else {
+                return not_found();
+            };
+            let have = current["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap_or("");
+            if let Some(rv) = options["preconditions"]["resourceVersion"].as_str()
+                && rv != have
+            {
+                let mut s = status_body("status/precondition-failed.json", &name);
+                s["message"] = json!(
+                    s["message"]
+                        .as_str()
+                        .unwrap()
+                        .replace("WANT", rv)
+                        .replace("HAVE", have)
+                );
+                return respond(StatusCode::CONFLICT, &s);
+            }
+            st.apply(&json!({"type": "DELETED", "object": current}), true);
+            respond(StatusCode::OK, &current)
         }
         _ => respond(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -628,6 +744,45 @@ impl FakeApi {
     /// Hold every list answer back this long (to make races overlap).
     pub fn set_list_delay(&self, d: Duration) {
         self.state.lock().unwrap().list_delay = d;
+    }
+
+    /// Hold every request of `method` (`PATCH`, `DELETE`) back this long
+    /// before applying it (to order racing writes).
+    pub fn set_write_delay(&self, method: &str, d: Duration) {
+        self.state
+            .lock()
+            .unwrap()
+            .write_delays
+            .insert(method.to_string(), d);
+    }
+
+    /// Answer every list and watch of collection `path` with HTTP `code`
+    /// (None: serve it again).
+    pub fn fail_lists(&self, path: &str, code: Option<u16>) {
+        let mut st = self.state.lock().unwrap();
+        match code {
+            Some(c) => st.failing.insert(path.to_string(), c),
+            None => st.failing.remove(path),
+        };
+    }
+
+    /// Write an object as a controller would (`ADDED`, `MODIFIED`,
+    /// `DELETED`; it carries its apiVersion and kind): the state changes
+    /// and the open watches see it. Returns the new resource version.
+    pub fn write(&self, event: &str, object: Value) -> u64 {
+        self.state
+            .lock()
+            .unwrap()
+            .apply(&json!({"type": event, "object": object}), true)
+    }
+
+    /// One object of a collection, by `name` (or `namespace/name`).
+    pub fn object(&self, path: &str, key: &str) -> Option<Value> {
+        let st = self.state.lock().unwrap();
+        st.resources
+            .iter()
+            .find(|r| r.path == path)
+            .and_then(|r| r.objects.get(key).cloned())
     }
 
     /// Stop serving a collection (404, as a CRD not installed).
