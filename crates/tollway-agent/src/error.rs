@@ -87,4 +87,12 @@ pub enum AgentError {
         #[source]
         source: std::io::Error,
     },
+    /// Installing or reading the node routes failed.
+    #[error("node routes: {action}: {message}")]
+    Route {
+        /// The command or step.
+        action: String,
+        /// Why.
+        message: String,
+    },
 }

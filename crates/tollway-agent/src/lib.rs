@@ -17,12 +17,14 @@
 //! and reports its connection in the status.
 
 pub mod ctgc;
+pub mod endpoints;
 mod error;
 pub mod flows;
 mod follow;
 pub mod inspect;
 pub mod inspect_policy;
 pub mod policy;
+pub mod routes;
 pub mod status;
 mod sync;
 
@@ -34,7 +36,6 @@ use std::time::{Duration, Instant};
 
 use tollway_abi::{Config, TW_CFG_F_NODEPORT, TW_CFG_F_SOCK_LB, be32};
 use tollway_datapath::lb::{LbMaps, LoadOptions, NodeDatapath, SOCK_PROGRAMS, TC_PROGRAMS};
-use tollway_lab::net::PodLink;
 use tollway_lab::{LabConfig, LabPaths, LbSettings};
 use tollway_lb::{Algorithm, Applied, LbConfig, NodeContext};
 use tollway_state::{FileStore, Snapshot};
@@ -83,6 +84,14 @@ struct Agent {
     /// The flow decoder's view needs rebuilding (services changed).
     resolver_dirty: bool,
     last_resolver: Instant,
+    /// The CNI plugin's endpoint records (which veth is which pod's).
+    cni_endpoints: PathBuf,
+    /// Routes to the other nodes' pod CIDRs (Kubernetes with
+    /// autoDirectNodeRoutes; the lab makes its own).
+    routes: Option<routes::NodeRoutes>,
+    /// Translate services (false: kube-proxy does, no frontend is
+    /// programmed).
+    services: bool,
 }
 
 fn now_rfc3339() -> String {
@@ -115,6 +124,14 @@ struct NodeSetup {
     cgroup: CgroupSpec,
     lb: LbSettings,
     node_port_range: String,
+    /// Where the CNI plugin writes its endpoint records.
+    cni_endpoints: PathBuf,
+    /// Manage routes to the other nodes' pod CIDRs.
+    node_routes: bool,
+    /// The agent's namespace (Kubernetes).
+    namespace: Option<String>,
+    /// Translate services (kube-proxy replacement).
+    services: bool,
 }
 
 /// Run the agent of `node` in lab `lab` until it is killed. The caller must
@@ -125,10 +142,15 @@ pub fn run(lab: &str, node: &str, flow_cfg: flows::FlowConfig) -> Result<(), Age
         .ok_or_else(|| tollway_lab::LabError::NoSuchLab { name: lab.into() })?;
     let node_cfg = cfg.node(node)?.clone();
     let store = FileStore::open(&paths.store_dir())?;
+    let cni_endpoints = endpoints::records_dir(&paths.node_dir(node));
     let setup = NodeSetup {
         node: node.into(),
         node_ip: node_cfg.ip,
         uplink: UPLINK.into(),
+        cni_endpoints,
+        node_routes: false,
+        namespace: None,
+        services: true,
         paths,
         cgroup: CgroupSpec::LabNode,
         lb: cfg.lb.clone(),
@@ -162,6 +184,17 @@ pub struct KubeOptions {
     pub lb: LbSettings,
     /// The API server's node port range, for the status.
     pub node_port_range: String,
+    /// The CNI plugin's `agentDir` (its endpoint records are in
+    /// `cni-endpoints/` there).
+    pub cni_agent_dir: PathBuf,
+    /// Install routes to the other nodes' pod CIDRs via their InternalIPs
+    /// (Cilium's `autoDirectNodeRoutes`).
+    pub auto_direct_node_routes: bool,
+    /// The namespace the agent runs in (for the status).
+    pub namespace: Option<String>,
+    /// Translate services (false: kube-proxy does; the agent programs no
+    /// frontend and attaches neither the socket LB nor NodePort).
+    pub kube_proxy_replacement: bool,
 }
 
 /// Run the agent of a Kubernetes node until it is killed, fed by the API
@@ -174,7 +207,13 @@ pub fn run_kubernetes(opts: KubeOptions, flow_cfg: flows::FlowConfig) -> Result<
         Some(p) => tollway_kube::ClientSpec::Kubeconfig(p.clone()),
         None => tollway_kube::ClientSpec::Infer,
     };
-    let mut source = tollway_kube::KubeSource::start(spec, tollway_kube::SourceOptions::default())?;
+    // Identity garbage collection runs in the agent of the lowest-named
+    // node (see tollway_kube::identity).
+    let source_options = tollway_kube::SourceOptions {
+        node: Some(opts.node.clone()),
+        ..tollway_kube::SourceOptions::default()
+    };
+    let mut source = tollway_kube::KubeSource::start(spec, source_options)?;
     let node_ip = wait_for_node(&mut source, &opts.node)?;
     tollway_datapath::bpffs::ensure_bpffs(std::path::Path::new(
         tollway_datapath::bpffs::BPFFS_MOUNT,
@@ -191,6 +230,10 @@ pub fn run_kubernetes(opts: KubeOptions, flow_cfg: flows::FlowConfig) -> Result<
         cgroup: CgroupSpec::Path(cgroup),
         lb: opts.lb,
         node_port_range: opts.node_port_range,
+        cni_endpoints: endpoints::records_dir(&opts.cni_agent_dir),
+        node_routes: opts.auto_direct_node_routes,
+        namespace: opts.namespace,
+        services: opts.kube_proxy_replacement,
     };
     let mut agent = start(setup, flow_cfg)?;
     agent.loop_forever(&mut source)
@@ -234,6 +277,24 @@ fn wait_for_node(
     }
 }
 
+/// The frontends an agent programs: all of them (`kpr`: it replaces
+/// kube-proxy), or else only the ClusterIPs, as Cilium does without
+/// kube-proxy replacement: pod-to-service traffic is translated at the
+/// pod's veth, before policy, while kube-proxy keeps NodePort,
+/// LoadBalancer and external IPs.
+fn translated(
+    kpr: bool,
+    desired: Vec<tollway_lb::DesiredService>,
+) -> Vec<tollway_lb::DesiredService> {
+    if kpr {
+        return desired;
+    }
+    desired
+        .into_iter()
+        .filter(|d| d.kind == tollway_lb::FrontendKind::ClusterIp)
+        .collect()
+}
+
 /// Load the datapath and adopt the maps an earlier agent left.
 fn start(setup: NodeSetup, flow_cfg: flows::FlowConfig) -> Result<Agent, AgentError> {
     let node = setup.node.as_str();
@@ -271,8 +332,8 @@ fn start(setup: NodeSetup, flow_cfg: flows::FlowConfig) -> Result<Agent, AgentEr
         ifname: uplink.into(),
         node: node.into(),
     })?;
-    let nodeport = datapath.has("nodeport");
-    let socket_lb = setup.lb.socket_lb && datapath.has("sock");
+    let nodeport = setup.services && datapath.has("nodeport");
+    let socket_lb = setup.services && setup.lb.socket_lb && datapath.has("sock");
     let mut flags = 0;
     if socket_lb {
         flags |= TW_CFG_F_SOCK_LB;
@@ -290,7 +351,7 @@ fn start(setup: NodeSetup, flow_cfg: flows::FlowConfig) -> Result<Agent, AgentEr
         ..Default::default()
     })?;
     let mut programs = Vec::new();
-    if datapath.attach_uplink(uplink)?.is_some() {
+    if nodeport && datapath.attach_uplink(uplink)?.is_some() {
         for (_, p, hook) in TC_PROGRAMS.iter().filter(|(o, _, _)| *o == "nodeport") {
             programs.push(status::ProgramAttachment {
                 program: (*p).into(),
@@ -339,6 +400,13 @@ fn start(setup: NodeSetup, flow_cfg: flows::FlowConfig) -> Result<Agent, AgentEr
             interval_seconds: ctgc::START_INTERVAL.as_secs_f64(),
             ..Default::default()
         },
+        kube_proxy_replacement: setup.services,
+        namespace: setup.namespace.clone(),
+        node_routes: setup.node_routes.then(status::NodeRoutesReport::default),
+        cni_endpoints: status::CniEndpointsReport {
+            dir: setup.cni_endpoints.display().to_string(),
+            ..Default::default()
+        },
         ..Default::default()
     };
     // Flows: a failure here leaves the datapath working, and is reported.
@@ -371,6 +439,11 @@ fn start(setup: NodeSetup, flow_cfg: flows::FlowConfig) -> Result<Agent, AgentEr
         flows,
         resolver_dirty: true,
         last_resolver: Instant::now(),
+        routes: setup
+            .node_routes
+            .then(|| routes::NodeRoutes::new(node, &setup.uplink)),
+        cni_endpoints: setup.cni_endpoints,
+        services: setup.services,
     })
 }
 
@@ -378,6 +451,7 @@ impl Agent {
     fn loop_forever(&mut self, follower: &mut dyn follow::ChangeSource) -> Result<(), AgentError> {
         self.status.kubernetes = follower.report();
         self.full_sync(follower.snapshot());
+        self.sync_routes(follower.snapshot());
         follower.changed(&self.node);
         if let Some(f) = &self.flows {
             f.set_ready();
@@ -408,11 +482,15 @@ impl Agent {
                 follow::Change::None if last_full.elapsed() < RESYNC => {}
                 follow::Change::None | follow::Change::Full => {
                     self.full_sync(follower.snapshot());
+                    self.sync_routes(follower.snapshot());
                     last_full = Instant::now();
                     follower.changed(&self.node);
                 }
                 follow::Change::Delta(delta) => {
                     self.delta_sync(follower.snapshot(), &delta);
+                    if !delta.others.is_empty() {
+                        self.sync_routes(follower.snapshot());
+                    }
                     if !delta.pods.is_empty() || !delta.others.is_empty() {
                         follower.changed(&self.node);
                     }
@@ -501,7 +579,19 @@ impl Agent {
                 (None, None) => {}
             }
         }
+        // The endpoints of services without a selector.
+        for key in &delta.slices {
+            match snap.get(key) {
+                Some(tollway_api::Object::EndpointSlice(s)) => {
+                    state.upsert_slice(s.clone());
+                }
+                _ => {
+                    state.remove_slice(key.namespace.as_deref().unwrap_or("default"), &key.name);
+                }
+            }
+        }
         let (desired, scope) = state.pending();
+        let desired = translated(self.services, desired);
         let ops =
             tollway_lb::plan_scoped(&self.mirror, &desired, &scope, state.demand(), &self.lb_cfg);
         let ops = match ops {
@@ -521,7 +611,11 @@ impl Agent {
         }
         if let Some(state) = self.lb_state.as_mut() {
             state.commit();
-            if !ops.is_empty() || !delta.services.is_empty() || !delta.pods.is_empty() {
+            if !ops.is_empty()
+                || !delta.services.is_empty()
+                || !delta.pods.is_empty()
+                || !delta.slices.is_empty()
+            {
                 self.status.warnings = state.warnings().iter().map(ToString::to_string).collect();
             }
         }
@@ -534,7 +628,7 @@ impl Agent {
             self.sync_policy(snap, &local);
             self.local = local;
             self.rebuild_resolver(snap);
-        } else if !delta.services.is_empty() {
+        } else if !delta.services.is_empty() || !delta.slices.is_empty() {
             self.resolver_dirty = true;
         }
         self.report_sync(snap.resource_version, ops.len(), started, "incremental");
@@ -547,6 +641,18 @@ impl Agent {
             );
         }
         Ok(true)
+    }
+
+    /// Routes to the other nodes' pods, if the agent manages them.
+    fn sync_routes(&mut self, snap: &Snapshot) {
+        if let Some(r) = self.routes.as_mut() {
+            r.reconcile(snap.nodes());
+            self.status.node_routes = Some(status::NodeRoutesReport {
+                routes: r.report.routes.clone(),
+                warnings: r.report.warnings.clone(),
+                error: r.report.error.clone(),
+            });
+        }
     }
 
     fn report_sync(&mut self, resource_version: u64, ops: usize, started: Instant, mode: &str) {
@@ -592,10 +698,11 @@ impl Agent {
         let mut state = tollway_lb::DesiredState::from_objects(
             snap.services(),
             pods.iter().copied(),
+            snap.endpoint_slices(),
             self.node_ctx.clone(),
             self.lb_cfg,
         );
-        let desired = state.desired();
+        let desired = translated(self.services, state.desired());
         let warnings = state.warnings();
         let ops = tollway_lb::plan(&self.mirror, &desired, &self.lb_cfg)?;
         for op in &ops {
@@ -666,6 +773,8 @@ impl Agent {
         let mut live = BTreeMap::new();
         let mut local = Vec::new();
         let mut skip = BTreeSet::new();
+        let records = endpoints::EndpointIndex::load(&self.cni_endpoints);
+        let mut without_record = Vec::new();
         for p in pods
             .iter()
             .filter(|p| p.spec.node_name.as_deref() == Some(self.node.as_str()))
@@ -676,7 +785,20 @@ impl Agent {
             if p.pod_ip().is_none() {
                 continue;
             }
-            let iface = PodLink::for_uid(uid).host_if;
+            // The plugin's record names the veth (hostNetwork pods and
+            // pods of another plugin have none).
+            let Some(iface) = records.find(p).map(|r| r.host_ifname.clone()) else {
+                // A pod on the host's network has the node's address.
+                if p.pod_ip() == Some(self.node_ctx.node_ip.to_string().as_str()) {
+                    continue;
+                }
+                without_record.push(format!(
+                    "{}/{}",
+                    p.metadata.namespace_or_default(),
+                    p.metadata.name
+                ));
+                continue;
+            };
             let Some(index) = ifindex(&iface) else {
                 continue;
             };
@@ -707,6 +829,9 @@ impl Agent {
             }
         }
         self.attached_ifaces = live;
+        self.status.cni_endpoints.records = records.len();
+        self.status.cni_endpoints.unreadable = records.unreadable;
+        self.status.cni_endpoints.pods_without_record = without_record;
         for id in skip.difference(&self.skipped_cgroups) {
             let _ = self.maps.sock_skip.insert(id, 1, 0);
         }

@@ -111,6 +111,51 @@ pub struct AgentStatus {
     /// The Kubernetes API source (`agent --kubernetes`; None for a lab).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kubernetes: Option<tollway_kube::KubeReport>,
+    /// Whether the agent translates services (kube-proxy replacement);
+    /// false leaves them to kube-proxy.
+    #[serde(default = "yes")]
+    pub kube_proxy_replacement: bool,
+    /// The namespace the agent runs in (Kubernetes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Routes to the other nodes' pod CIDRs (`autoDirectNodeRoutes`;
+    /// None: not managed by the agent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_routes: Option<NodeRoutesReport>,
+    /// The CNI plugin's endpoint records.
+    #[serde(default)]
+    pub cni_endpoints: CniEndpointsReport,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Routes to other nodes' pods.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeRoutesReport {
+    /// `<cidr> via <node ip>`, one per route in place.
+    pub routes: Vec<String>,
+    /// Nodes without a route, and why.
+    pub warnings: Vec<String>,
+    /// The last error.
+    pub error: Option<String>,
+}
+
+/// The CNI plugin's endpoint records, as last read.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CniEndpointsReport {
+    /// The directory.
+    pub dir: String,
+    /// Records read.
+    pub records: usize,
+    /// This node's pods with an address but no record (their veth has
+    /// no programs yet).
+    pub pods_without_record: Vec<String>,
+    /// Records that could not be read.
+    pub unreadable: Vec<String>,
 }
 
 /// Size and use of one map.

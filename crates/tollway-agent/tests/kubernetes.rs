@@ -111,6 +111,10 @@ fn the_kubernetes_agent_programs_what_it_watches_and_keeps_it_when_the_api_goes(
             ..Default::default()
         },
         node_port_range: "30000-32767".into(),
+        cni_agent_dir: state.path().join("run"),
+        auto_direct_node_routes: false,
+        namespace: Some("kube-system".into()),
+        kube_proxy_replacement: true,
     };
     let flow_cfg = tollway_agent::flows::FlowConfig {
         enabled: false,
@@ -135,13 +139,19 @@ fn the_kubernetes_agent_programs_what_it_watches_and_keeps_it_when_the_api_goes(
     assert_eq!(backends(web), ["10.244.1.5:8080", "10.244.2.7:8080"]);
     let dns = frontend(&rows, "10.96.0.10:53", "UDP").unwrap();
     assert_eq!(backends(dns), ["10.244.1.2:53"]);
-    assert!(frontend(&rows, "10.96.0.1:443", "TCP").is_some());
+    // default/kubernetes has no selector: its backend is the API
+    // server's EndpointSlice (port 6443, not the service's 443).
+    let kubernetes = frontend(&rows, "10.96.0.1:443", "TCP").unwrap();
+    assert_eq!(backends(kubernetes), ["172.18.0.2:6443"]);
     assert!(frontend(&rows, "10.96.77.3:80", "TCP").is_some());
+    // The dual-stack service, by its IPv4 cluster IP.
+    assert!(frontend(&rows, "10.96.88.4:80", "TCP").is_some());
     assert!(
         rows.iter().any(|r| r.frontend.ends_with(":30080")),
         "the NodePort: {rows:#?}"
     );
-    // The ExternalName service was refused, nothing programmed for it.
+    // The ExternalName service is kept (no frontend: it has no address);
+    // the dual-stack one is refused (IPv4 only).
     let status = wait_for("the status", Duration::from_secs(10), || {
         AgentStatus::read(&node_dir).filter(|s| s.kubernetes.is_some())
     });

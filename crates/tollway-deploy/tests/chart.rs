@@ -566,6 +566,51 @@ fn every_config_key_the_agent_reads_exists() {
             }
         }
     }
+    // In env values, $(VAR) expands only for variables defined earlier in
+    // the list.
+    for (name, sets) in scenarios() {
+        let docs = docs(&sets);
+        for (workload, spec) in pod_specs(&docs) {
+            for c in containers(spec) {
+                let mut earlier = BTreeSet::new();
+                for e in c["env"].as_array().into_iter().flatten() {
+                    let var = e["name"].as_str().unwrap();
+                    if let Some(v) = e["value"].as_str() {
+                        let mut rest = v;
+                        while let Some(start) = rest.find("$(") {
+                            let end = rest[start..].find(')').unwrap() + start;
+                            let used = &rest[start + 2..end];
+                            assert!(
+                                earlier.contains(used),
+                                "{name}: {workload}/{}: {var}={v} uses {used}, not defined before it",
+                                c["name"]
+                            );
+                            rest = &rest[end..];
+                        }
+                    }
+                    earlier.insert(var.to_string());
+                }
+            }
+        }
+    }
+    // The agent's container lets the inspect commands find the agent.
+    let defaults = docs(&[] as &[&str]);
+    let agent =
+        &get(&defaults, "DaemonSet", "tollway")["spec"]["template"]["spec"]["containers"][0];
+    let e = env(agent);
+    assert_eq!(e["TOLLWAY_LAB"], "$(TOLLWAY_CLUSTER_NAME)");
+    assert_eq!(e["TOLLWAY_NODE"], "$(K8S_NODE_NAME)");
+    let state = e["TOLLWAY_STATE_DIR"].as_str().unwrap();
+    let mounts: Vec<&str> = agent["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["mountPath"].as_str())
+        .collect();
+    assert!(
+        mounts.iter().any(|m| state.starts_with(m)),
+        "the state directory {state} is on a mount (the root filesystem is read-only): {mounts:?}"
+    );
     let off = common::docs(&["socketLB.enabled=false", "agent.uplink=ens5"]);
     let args = strings(
         &get(&off, "DaemonSet", "tollway")["spec"]["template"]["spec"]["containers"][0]["args"],
@@ -627,7 +672,9 @@ fn designed_rbac(ambient: bool) -> BTreeMap<(String, String), BTreeSet<String>> 
     add(
         "tollway.io",
         &["tollwayidentities"],
-        &["get", "list", "watch", "create", "update", "delete"],
+        // create: allocation; patch: the garbage collector's mark (set
+        // and removed); delete: the sweep. No update.
+        &["get", "list", "watch", "create", "patch", "delete"],
     );
     if ambient {
         add(

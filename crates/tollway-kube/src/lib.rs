@@ -15,11 +15,14 @@
 //!   mirror keeps the last state; [`KubeReport`] says so.
 //! - [`identity`]: security identities agreed across nodes, allocated as
 //!   `tollway.io/v1alpha1` `TollwayIdentity` objects (named by number, as
-//!   Cilium's CiliumIdentity).
+//!   Cilium's CiliumIdentity), and the garbage collection of those no pod
+//!   uses (mark, then delete after a grace, both under resourceVersion
+//!   preconditions), run by the agent of the lowest-named node.
 
 mod error;
 pub mod identity;
 pub mod mirror;
+mod oneshot;
 pub mod registry;
 mod report;
 mod source;
@@ -27,6 +30,7 @@ mod source;
 pub use error::KubeError;
 pub use identity::{IDENTITY_GROUP, IDENTITY_KIND, IDENTITY_PLURAL, IDENTITY_VERSION};
 pub use mirror::{AnyKey, Changes, Mirror, RawKey, Update};
+pub use oneshot::{Listed, list_snapshot};
 pub use registry::{Conversion, Converted, KindEntry, KindRegistry, Produces};
-pub use report::{KindReport, KubeReport};
+pub use report::{IdentityGcReport, KindReport, KubeReport};
 pub use source::{Backoff, ClientSpec, KubeSource, Polled, SourceOptions, node_pod_cidr};

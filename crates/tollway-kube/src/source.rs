@@ -10,6 +10,13 @@
 //! and returns what changed. A health probe (`GET /version`) tells whether
 //! the API server answers; nothing in the mirror changes while it does
 //! not.
+//!
+//! With a node name ([`SourceOptions::node`]), [`KubeSource::poll`] also
+//! starts a garbage-collection pass of the identities every
+//! [`SourceOptions::identity_gc_interval`], when the source is synced and
+//! connected and its node is the lowest-named Node in the mirror: the
+//! pass ([`crate::identity::IdentityGc`]) runs on the watchers' runtime
+//! with the label sets of every pod, and its counters go into the report.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
@@ -28,10 +35,10 @@ use tollway_policy::LabelSet;
 use tollway_state::Snapshot;
 
 use crate::error::KubeError;
-use crate::identity::IdentityAllocator;
+use crate::identity::{IdentityAllocator, IdentityGc, UNUSED_SINCE};
 use crate::mirror::{AnyKey, Changes, Mirror, RawKey, Update};
 use crate::registry::{Converted, KindEntry, KindRegistry, Produces};
-use crate::report::{KindReport, KubeReport, RECENT_REJECTIONS};
+use crate::report::{IdentityGcReport, KindReport, KubeReport, RECENT_REJECTIONS};
 
 /// Where the client's configuration comes from.
 #[derive(Debug, Clone)]
@@ -107,6 +114,17 @@ pub struct SourceOptions {
     pub watch_timeout: Option<u32>,
     /// Objects per list page (None: unbounded).
     pub page_size: Option<u32>,
+    /// The node this source's agent runs on. Identity garbage collection
+    /// needs it (None: off): passes run only in the agent whose node name
+    /// is the lowest among the Node objects of the mirror.
+    pub node: Option<String>,
+    /// Time between identity garbage-collection passes (Cilium's
+    /// `identity-gc-interval`: 15 min).
+    pub identity_gc_interval: Duration,
+    /// How long an unused identity stays marked before it is deleted
+    /// (Cilium's `identity-heartbeat-timeout` is of this order: 15 min).
+    /// Watches lagging by less than this cannot lose an identity in use.
+    pub identity_gc_grace: Duration,
 }
 
 impl Default for SourceOptions {
@@ -117,6 +135,9 @@ impl Default for SourceOptions {
             probe_interval: Duration::from_secs(10),
             watch_timeout: None,
             page_size: Some(500),
+            node: None,
+            identity_gc_interval: Duration::from_secs(15 * 60),
+            identity_gc_grace: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -148,7 +169,34 @@ struct Health {
     recent_rejections: VecDeque<String>,
     identities_created: u64,
     identity_error: Option<String>,
+    identities_reclaimed: u64,
+    gc: GcHealth,
     kinds: Vec<KindHealth>,
+}
+
+/// The identity garbage collection's counters.
+#[derive(Debug, Default)]
+struct GcHealth {
+    passes: u64,
+    marked: u64,
+    unmarked: u64,
+    deleted: u64,
+    conflicts: u64,
+    waiting: u64,
+    last_pass: Option<Timestamp>,
+    error: Option<(String, Timestamp)>,
+}
+
+/// When the next identity garbage-collection pass is due, and where it
+/// goes.
+struct GcSchedule {
+    node: String,
+    interval: Duration,
+    grace: Duration,
+    next: Instant,
+    /// To the pass task: the label sets of every pod (room for one: a
+    /// pass due while one is still queued is skipped).
+    tx: tokio::sync::mpsc::Sender<BTreeSet<LabelSet>>,
 }
 
 impl Health {
@@ -182,6 +230,7 @@ pub struct KubeSource {
     listed: BTreeSet<Produces>,
     health: Shared,
     identities: tokio::sync::mpsc::UnboundedSender<LabelSet>,
+    gc: Option<GcSchedule>,
     client: Client,
     version: u64,
     stopped: bool,
@@ -189,7 +238,7 @@ pub struct KubeSource {
     thread: Option<JoinHandle<()>>,
 }
 
-async fn load_config(spec: ClientSpec) -> Result<kube::Config, KubeError> {
+pub(crate) async fn load_config(spec: ClientSpec) -> Result<kube::Config, KubeError> {
     match spec {
         ClientSpec::Infer => match kube::Config::incluster() {
             Ok(c) => Ok(c),
@@ -234,6 +283,15 @@ impl KubeSource {
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(Client, String), KubeError>>();
         let (tx, rx) = mpsc::channel();
         let (id_tx, id_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (gc_tx, gc_rx) = tokio::sync::mpsc::channel(1);
+        let gc = options.node.clone().map(|node| GcSchedule {
+            node,
+            interval: options.identity_gc_interval,
+            grace: options.identity_gc_grace,
+            next: Instant::now() + options.identity_gc_interval,
+            tx: gc_tx,
+        });
+        let gc_grace = gc.as_ref().map(|g| g.grace);
         let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
         let health: Shared = Arc::new(Mutex::new(Health {
             kinds: options
@@ -295,6 +353,13 @@ impl KubeSource {
                         ));
                     }
                     tasks.spawn(probe(client.clone(), h.clone(), options.probe_interval));
+                    if let Some(grace) = gc_grace {
+                        tasks.spawn(collect_identities(
+                            IdentityGc::new(client.clone(), grace),
+                            gc_rx,
+                            h.clone(),
+                        ));
+                    }
                     tasks.spawn(allocate_identities(
                         IdentityAllocator::new(client),
                         id_rx,
@@ -318,6 +383,7 @@ impl KubeSource {
             listed: BTreeSet::new(),
             health,
             identities: id_tx,
+            gc,
             client,
             version: 0,
             stopped: false,
@@ -375,12 +441,49 @@ impl KubeSource {
                 }
             }
         }
+        self.schedule_gc();
         if changes.is_empty() {
             return Polled::None;
         }
         self.version += 1;
         self.mirror.snapshot_mut().resource_version = self.version;
         Polled::Changed(changes)
+    }
+
+    /// The node whose agent collects unused identities: the lowest node
+    /// name in the mirror.
+    fn collector(&self) -> Option<&str> {
+        self.mirror
+            .snapshot()
+            .nodes()
+            .map(|n| n.metadata.name.as_str())
+            .min()
+    }
+
+    /// Start an identity garbage-collection pass if one is due, the source
+    /// is synced and connected, and this node is the collector.
+    fn schedule_gc(&mut self) {
+        let Some(gc) = &self.gc else {
+            return;
+        };
+        let now = Instant::now();
+        if now < gc.next {
+            return;
+        }
+        let ready = self.synced() && !self.stopped && lock(&self.health).connected;
+        let wanted = (ready && self.collector() == Some(gc.node.as_str())).then(|| {
+            let snap = self.mirror.snapshot();
+            tollway_policy::wanted_label_sets(snap.namespaces(), snap.pods())
+        });
+        let Some(gc) = &mut self.gc else {
+            return;
+        };
+        gc.next = now + gc.interval;
+        if let Some(wanted) = wanted
+            && gc.tx.try_send(wanted).is_err()
+        {
+            tracing::debug!("identity garbage collection: the last pass is still running; skipped");
+        }
     }
 
     fn apply(&mut self, u: Update, changes: &mut Changes) {
@@ -418,17 +521,32 @@ impl KubeSource {
     }
 
     /// Ask for an identity for every security label set of `node`'s pods
-    /// that the mirror has none for; returns how many were asked for.
+    /// that the mirror has none for, or whose identity (the lowest number,
+    /// if several carry the set) carries the garbage collector's mark:
+    /// allocating removes the mark, which saves it from the sweep. Returns
+    /// how many were asked for.
     pub fn request_missing_identities(&self, node: &str) -> usize {
         let snap = self.mirror.snapshot();
         let local = snap
             .pods()
             .filter(|p| p.spec.node_name.as_deref() == Some(node));
         let wanted = tollway_policy::wanted_label_sets(snap.namespaces(), local);
-        let have: BTreeSet<LabelSet> = tollway_policy::identity_table(snap.cilium_identities())
-            .into_values()
+        // Each set's lowest identity, and whether it is marked.
+        let mut have: BTreeMap<LabelSet, (u32, bool)> = BTreeMap::new();
+        for i in snap.cilium_identities() {
+            let (Some(id), Ok(labels)) = (i.number(), tollway_policy::identity_labels(i)) else {
+                continue;
+            };
+            let marked = i.metadata.annotations.contains_key(UNUSED_SINCE);
+            let e = have.entry(labels).or_insert((id, marked));
+            if id < e.0 {
+                *e = (id, marked);
+            }
+        }
+        let missing: Vec<LabelSet> = wanted
+            .into_iter()
+            .filter(|s| have.get(s).is_none_or(|(_, marked)| *marked))
             .collect();
-        let missing: Vec<LabelSet> = wanted.difference(&have).cloned().collect();
         let n = missing.len();
         self.request_identities(missing);
         n
@@ -477,6 +595,22 @@ impl KubeSource {
             recent_rejections: h.recent_rejections.iter().cloned().collect(),
             identities_created: h.identities_created,
             identity_error: h.identity_error.clone(),
+            identities_reclaimed: h.identities_reclaimed,
+            identity_gc: self.gc.as_ref().map(|g| IdentityGcReport {
+                node: g.node.clone(),
+                collector: self.collector().map(str::to_string),
+                interval_seconds: g.interval.as_secs(),
+                grace_seconds: g.grace.as_secs(),
+                passes: h.gc.passes,
+                marked: h.gc.marked,
+                unmarked: h.gc.unmarked,
+                deleted: h.gc.deleted,
+                conflicts: h.gc.conflicts,
+                waiting: h.gc.waiting,
+                last_pass: h.gc.last_pass.map(|t| t.to_string()),
+                last_error: h.gc.error.as_ref().map(|(m, _)| m.clone()),
+                last_error_at: h.gc.error.as_ref().map(|(_, t)| t.to_string()),
+            }),
             kinds,
         }
     }
@@ -704,11 +838,46 @@ async fn allocate_identities(
                     h.identities_created += 1;
                     tracing::info!(identity = a.id, labels = %set, "created identity");
                 }
+                if a.reclaimed {
+                    h.identities_reclaimed += 1;
+                    tracing::info!(identity = a.id, labels = %set, "reclaimed identity from the garbage collection");
+                }
             }
             Err(e) => {
                 tracing::warn!(error = %e, "identity allocation failed; retried on the next change");
                 lock(&health).identity_error = Some(e.to_string());
                 recent.remove(&set);
+            }
+        }
+    }
+}
+
+/// Run the identity garbage-collection passes [`KubeSource::poll`] asks
+/// for.
+async fn collect_identities(
+    gc: IdentityGc,
+    mut rx: tokio::sync::mpsc::Receiver<BTreeSet<LabelSet>>,
+    health: Shared,
+) {
+    while let Some(wanted) = rx.recv().await {
+        let result = gc.pass(&wanted, Timestamp::now()).await;
+        let mut h = lock(&health);
+        match result {
+            Ok(p) => {
+                let g = &mut h.gc;
+                g.passes += 1;
+                g.marked += p.marked;
+                g.unmarked += p.unmarked;
+                g.deleted += p.deleted;
+                g.conflicts += p.conflicts;
+                g.waiting = p.waiting;
+                g.last_pass = Some(Timestamp::now());
+                g.error = None;
+                tracing::debug!(?p, "identity garbage collection pass");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "identity garbage collection failed; retried at the next interval");
+                h.gc.error = Some((e.to_string(), Timestamp::now()));
             }
         }
     }

@@ -21,11 +21,22 @@ pub struct NodeArg {
     pub(crate) node: Option<String>,
 }
 
-pub(crate) fn resolve(lab: &str, node: &NodeArg) -> Result<(LabConfig, LabPaths, String)> {
+/// The lab's node, or (no lab of that name) the node of a Kubernetes
+/// agent reporting under the same name: in the agent's container the
+/// chart sets `TOLLWAY_LAB` to the cluster's name and `TOLLWAY_NODE` to the
+/// node's (`K8S_NODE_NAME` is read too), so `kubectl exec ds/tollway --
+/// tollway status` finds it. The configuration is None for a cluster.
+pub(crate) fn resolve(lab: &str, node: &NodeArg) -> Result<(Option<LabConfig>, LabPaths, String)> {
     let paths = LabPaths::new(lab);
-    let cfg = LabConfig::load(&paths)?.with_context(|| {
-        format!("lab {lab} does not exist (create it with `tollway --lab {lab} lab up`)")
-    })?;
+    let Some(cfg) = LabConfig::load(&paths)? else {
+        if let Some((paths, node)) = kube_mode_node(lab, node) {
+            return Ok((None, paths, node));
+        }
+        bail!(
+            "lab {lab} does not exist (create it with `tollway --lab {lab} lab up`), and no Kubernetes agent of a cluster {lab} reports under {} (in a cluster, set TOLLWAY_LAB to the cluster's name and TOLLWAY_NODE to the node's)",
+            paths.dir.join("nodes").display()
+        );
+    };
     let name = match &node.node {
         Some(n) => {
             cfg.node(n)?;
@@ -37,7 +48,7 @@ pub(crate) fn resolve(lab: &str, node: &NodeArg) -> Result<(LabConfig, LabPaths,
             .map(|n| n.name.clone())
             .context("the lab has no nodes")?,
     };
-    Ok((cfg, paths, name))
+    Ok((Some(cfg), paths, name))
 }
 
 fn open_maps(paths: &LabPaths, node: &str) -> Result<LbMaps> {
@@ -83,17 +94,36 @@ pub struct AgentArgs {
     socket_lb_cgroup: Option<std::path::PathBuf>,
     /// With --kubernetes: the default backend selection, random or maglev
     /// (a lab's comes from `lab up`).
-    #[arg(long, requires = "kubernetes", default_value = "random")]
+    #[arg(
+        long,
+        requires = "kubernetes",
+        env = "TOLLWAY_LB_ALGORITHM",
+        default_value = "random"
+    )]
     lb_algorithm: String,
     /// With --kubernetes: the Maglev table size (a prime).
-    #[arg(long, requires = "kubernetes", default_value_t = 16381)]
+    #[arg(
+        long,
+        requires = "kubernetes",
+        env = "TOLLWAY_MAGLEV_TABLE_SIZE",
+        default_value_t = 16381
+    )]
     maglev_table_size: u32,
     /// With --kubernetes: leave ClusterIP translation to the tc path.
     #[arg(long, requires = "kubernetes")]
     no_socket_lb: bool,
+    /// With --kubernetes: translate ClusterIPs at connect() (the socket
+    /// LB); false is --no-socket-lb.
+    #[arg(long, env = "TOLLWAY_SOCKET_LB", default_value_t = true, action = clap::ArgAction::Set)]
+    socket_lb: bool,
     /// With --kubernetes: the API server's --service-node-port-range (for
     /// the status).
-    #[arg(long, requires = "kubernetes", default_value = "30000-32767")]
+    #[arg(
+        long,
+        requires = "kubernetes",
+        env = "TOLLWAY_NODE_PORT_RANGE",
+        default_value = "30000-32767"
+    )]
     node_port_range: String,
     /// Cilium's monitor aggregation: none, low, medium or maximum.
     #[arg(long, env = "TOLLWAY_MONITOR_AGGREGATION", default_value = "medium")]
@@ -121,6 +151,41 @@ pub struct AgentArgs {
     /// /var/run/tollway/agent.sock).
     #[arg(long, env = "TOLLWAY_API_SOCKET")]
     api_socket: Option<std::path::PathBuf>,
+    /// Translate every service (ClusterIP, NodePort, LoadBalancer, external
+    /// IPs; the socket LB), replacing kube-proxy; false translates only
+    /// ClusterIPs at the pod veths and leaves the rest to kube-proxy
+    /// (Cilium's `kubeProxyReplacement`).
+    #[arg(long, env = "TOLLWAY_KUBE_PROXY_REPLACEMENT", default_value_t = true, action = clap::ArgAction::Set)]
+    kube_proxy_replacement: bool,
+    /// How pod traffic crosses nodes: `native` (routed by the network;
+    /// the only mode so far).
+    #[arg(long, env = "TOLLWAY_ROUTING_MODE", default_value = "native")]
+    routing_mode: String,
+    /// With --kubernetes: install routes to the other nodes' pod CIDRs via
+    /// their InternalIPs (nodes on one L2 segment; Cilium's
+    /// `autoDirectNodeRoutes`). The lab makes its own routes.
+    #[arg(long, env = "TOLLWAY_AUTO_DIRECT_NODE_ROUTES", default_value_t = false, action = clap::ArgAction::Set)]
+    auto_direct_node_routes: bool,
+    /// Flow events and the flow API (Hubble); false is --no-flow-events.
+    #[arg(long, env = "TOLLWAY_FLOWS", default_value_t = true, action = clap::ArgAction::Set)]
+    enable_flows: bool,
+    /// The ztunnel-like mesh proxy (ambient mode): not implemented yet, so
+    /// true is refused rather than leaving traffic unencrypted that the
+    /// operator meant to encrypt.
+    #[arg(long, env = "TOLLWAY_AMBIENT", default_value_t = false, action = clap::ArgAction::Set)]
+    enable_ambient: bool,
+    /// With --kubernetes: the namespace the agent runs in (the downward
+    /// API's metadata.namespace), shown in the status.
+    #[arg(long, env = "TOLLWAY_K8S_NAMESPACE")]
+    k8s_namespace: Option<String>,
+    /// With --kubernetes: the CNI plugin's `agentDir`, where it writes its
+    /// endpoint records (cni-endpoints/).
+    #[arg(
+        long,
+        env = "TOLLWAY_CNI_AGENT_DIR",
+        default_value = "/var/run/tollway"
+    )]
+    cni_agent_dir: std::path::PathBuf,
 }
 
 /// Run the agent (the lab daemon starts it in the node's namespace).
@@ -135,8 +200,29 @@ pub fn agent(lab: &str, args: AgentArgs) -> Result<ExitCode> {
     if args.flow_buffer == 0 {
         bail!("--flow-buffer must be at least 1");
     }
+    if args.routing_mode != "native" {
+        bail!(
+            "--routing-mode {:?} (TOLLWAY_ROUTING_MODE, the chart's routingMode): only native routing is implemented (no tunnel: vxlan and geneve are not supported yet)",
+            args.routing_mode
+        );
+    }
+    if args.enable_ambient {
+        bail!(
+            "--enable-ambient (TOLLWAY_AMBIENT, the chart's ambient.enabled): the ambient mesh (node proxy, mTLS) is not implemented yet; refusing to start rather than leave traffic in plain text that was meant to be encrypted"
+        );
+    }
+    if !args.kube_proxy_replacement && !args.kubernetes {
+        bail!(
+            "--kube-proxy-replacement=false needs --kubernetes (a lab has no kube-proxy to leave services to)"
+        );
+    }
+    if args.auto_direct_node_routes && !args.kubernetes {
+        bail!(
+            "--auto-direct-node-routes needs --kubernetes (a lab routes between its nodes itself)"
+        );
+    }
     let flow_cfg = tollway_agent::flows::FlowConfig {
-        enabled: !args.no_flow_events,
+        enabled: !args.no_flow_events && args.enable_flows,
         aggregation,
         buffer: args.flow_buffer,
         metrics_port: (args.metrics_port != 0).then_some(args.metrics_port),
@@ -173,9 +259,13 @@ pub fn agent(lab: &str, args: AgentArgs) -> Result<ExitCode> {
             lb: tollway_lab::LbSettings {
                 algorithm: args.lb_algorithm,
                 maglev_table_size: args.maglev_table_size,
-                socket_lb: !args.no_socket_lb,
+                socket_lb: !args.no_socket_lb && args.socket_lb,
             },
             node_port_range: args.node_port_range,
+            cni_agent_dir: args.cni_agent_dir,
+            auto_direct_node_routes: args.auto_direct_node_routes,
+            namespace: args.k8s_namespace,
+            kube_proxy_replacement: args.kube_proxy_replacement,
         };
         tollway_agent::run_kubernetes(opts, flow_cfg).with_context(|| {
             format!(
@@ -224,13 +314,7 @@ struct DropCount {
 
 /// Show the datapath's status, as `cilium status` does.
 pub fn status(lab: &str, args: StatusArgs) -> Result<ExitCode> {
-    let (cfg, paths, node) = match resolve(lab, &args.node) {
-        Ok((cfg, paths, node)) => (Some(cfg), paths, node),
-        Err(e) => match kube_mode_node(lab, &args.node) {
-            Some((paths, node)) => (None, paths, node),
-            None => return Err(e),
-        },
-    };
+    let (cfg, paths, node) = resolve(lab, &args.node)?;
     let agent = AgentStatus::read(&paths.node_dir(&node));
     let agent_pid = agent
         .as_ref()
@@ -245,6 +329,12 @@ pub fn status(lab: &str, args: StatusArgs) -> Result<ExitCode> {
             Some(
                 "agent not running: the datapath keeps forwarding, changes wait for the agent"
                     .to_string(),
+            ),
+        ),
+        (Some(a), Some(_), Some(_)) if !a.kube_proxy_replacement => (
+            false,
+            Some(
+                "disabled: ClusterIPs at the pod veths only; kube-proxy handles NodePort, LoadBalancer and external IPs (kubeProxyReplacement=false)".into(),
             ),
         ),
         (Some(_), Some(_), Some(_)) => (true, None),
@@ -295,8 +385,9 @@ pub fn status(lab: &str, args: StatusArgs) -> Result<ExitCode> {
             paths.store_dir().display()
         ),
     }
+    let uplink = agent.as_ref().map_or("eth0", |a| a.uplink.as_str());
     let kpr_line = if kpr {
-        format!("True   [eth0   {node_ip} (Direct Routing)]")
+        format!("True   [{uplink}   {node_ip} (Direct Routing)]")
     } else {
         "False".to_string()
     };
@@ -336,6 +427,40 @@ pub fn status(lab: &str, args: StatusArgs) -> Result<ExitCode> {
             "Endpoints:               {} ready, ipcache {} prefixes",
             p.endpoints, p.ipcache
         );
+        match &a.node_routes {
+            Some(r) => println!(
+                "Routing:                 Network: Native   Host: Legacy   Node routes: {} (autoDirectNodeRoutes){}{}",
+                r.routes.len(),
+                if r.warnings.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {} node(s) not on link", r.warnings.len())
+                },
+                r.error
+                    .as_deref()
+                    .map(|e| format!(" [error: {e}]"))
+                    .unwrap_or_default()
+            ),
+            None => println!("Routing:                 Network: Native   Host: Legacy"),
+        }
+        let c = &a.cni_endpoints;
+        if kube.is_some() || c.records > 0 {
+            println!(
+                "CNI:                     {} endpoint records in {}{}{}",
+                c.records,
+                c.dir,
+                if c.pods_without_record.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {} local pod(s) without one", c.pods_without_record.len())
+                },
+                if c.unreadable.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {} unreadable", c.unreadable.len())
+                }
+            );
+        }
         println!(
             "Conntrack GC:            interval {:.0}s, last sweep deleted {} of {}{}",
             a.gc.interval_seconds,
@@ -401,6 +526,35 @@ pub fn status(lab: &str, args: StatusArgs) -> Result<ExitCode> {
         }
         if let Some(e) = &k.identity_error {
             println!("  identity allocation: {e}");
+        }
+        println!(
+            "  identities: {} created, {} reclaimed from the garbage collection by this agent",
+            k.identities_created, k.identities_reclaimed
+        );
+        match &k.identity_gc {
+            Some(g) => println!("  identity GC: {}", identity_gc_line(g)),
+            None => println!("  identity GC: off (the agent has no node name)"),
+        }
+    }
+    if let Some(r) = agent.as_ref().and_then(|a| a.node_routes.as_ref()) {
+        println!("Node Routes:");
+        for route in &r.routes {
+            println!("  {route}");
+        }
+        for w in &r.warnings {
+            println!("  skipped: {w}");
+        }
+    }
+    if let Some(a) = &agent {
+        let c = &a.cni_endpoints;
+        if !c.pods_without_record.is_empty() || !c.unreadable.is_empty() {
+            println!("CNI Endpoints:");
+        }
+        for p in &c.pods_without_record {
+            println!("  no CNI endpoint record for pod {p} (no programs on its veth)");
+        }
+        for u in &c.unreadable {
+            println!("  unreadable CNI endpoint record: {u}");
         }
     }
     if let Some(a) = &agent {
@@ -490,7 +644,11 @@ pub fn status(lab: &str, args: StatusArgs) -> Result<ExitCode> {
 /// A node whose agent runs with `--kubernetes --cluster-name <lab>`: no
 /// lab configuration, but a status file that says so.
 fn kube_mode_node(lab: &str, node: &NodeArg) -> Option<(LabPaths, String)> {
-    let name = node.node.clone()?;
+    let name = node
+        .node
+        .clone()
+        .or_else(|| std::env::var("K8S_NODE_NAME").ok())
+        .filter(|n| !n.is_empty())?;
     let paths = LabPaths::new(lab);
     let status = AgentStatus::read(&paths.node_dir(&name))?;
     status.kubernetes.is_some().then_some((paths, name))
@@ -518,6 +676,34 @@ fn kube_line(k: &tollway_agent::KubeReport) -> String {
             k.last_error_at.as_deref().unwrap_or("?")
         ),
     }
+}
+
+/// The identity garbage collection, as `tollway status --verbose` shows
+/// it.
+fn identity_gc_line(g: &tollway_kube::IdentityGcReport) -> String {
+    let every = format!("every {}s, grace {}s", g.interval_seconds, g.grace_seconds);
+    let who = match g.collector.as_deref() {
+        Some(c) if c == g.node => format!("run by this node ({c}, the lowest node name), {every}"),
+        Some(c) => format!("run by {c}'s agent (the lowest node name), not here"),
+        None => "waiting for the Node objects".to_string(),
+    };
+    let mut line = format!(
+        "{who}; {} passes: {} marked, {} unmarked, {} deleted, {} conflicts, {} waiting for the grace; last pass {}",
+        g.passes,
+        g.marked,
+        g.unmarked,
+        g.deleted,
+        g.conflicts,
+        g.waiting,
+        g.last_pass.as_deref().unwrap_or("none")
+    );
+    if let Some(e) = &g.last_error {
+        line.push_str(&format!(
+            "; last error at {}: {e}",
+            g.last_error_at.as_deref().unwrap_or("?")
+        ));
+    }
+    line
 }
 
 /// `tollway bpf`.

@@ -19,7 +19,23 @@ use tollway_state::{Snapshot, StateSource as _};
 use super::datapath::{NodeArg, json_flag, resolve};
 use super::resources::{fail_with, parse_all, read_inputs};
 
+/// The lab's objects, or (no such lab: the command runs in a Kubernetes
+/// agent's container) the cluster's, listed once from the API server
+/// with the container's service account (or $KUBECONFIG).
 fn snapshot(lab: &str) -> Result<Snapshot> {
+    if tollway_lab::LabConfig::load(&tollway_lab::LabPaths::new(lab))?.is_none() {
+        let listed = tollway_kube::list_snapshot(
+            tollway_kube::ClientSpec::Infer,
+            &tollway_kube::KindRegistry::standard(),
+        )
+        .with_context(|| {
+            format!("no lab {lab}: reading the Kubernetes cluster's objects instead")
+        })?;
+        for r in &listed.rejected {
+            tracing::warn!(object = %r, "refused; not shown");
+        }
+        return Ok(listed.snapshot);
+    }
     let (_, store) = tollway_lab::lab::open_store(lab)?;
     Ok(store.snapshot()?)
 }
