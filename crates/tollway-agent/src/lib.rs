@@ -55,6 +55,8 @@ pub const SOCKET_LB_ANNOTATION: &str = "tollway.io/socket-lb";
 
 const RESYNC: Duration = Duration::from_secs(30);
 const HEARTBEAT: Duration = Duration::from_secs(2);
+/// How often the CNI plugin's record directory is looked at.
+const RECORDS_POLL: Duration = Duration::from_millis(100);
 /// Service-only changes rebuild the flow decoder's view at most this often
 /// (pods and identities rebuild it at once).
 const RESOLVER_THROTTLE: Duration = Duration::from_millis(500);
@@ -92,6 +94,8 @@ struct Agent {
     /// Translate services (false: kube-proxy does, no frontend is
     /// programmed).
     services: bool,
+    /// The record directory's mtime at the last look.
+    records_mtime: Option<std::time::SystemTime>,
 }
 
 fn now_rfc3339() -> String {
@@ -444,6 +448,7 @@ fn start(setup: NodeSetup, flow_cfg: flows::FlowConfig) -> Result<Agent, AgentEr
             .then(|| routes::NodeRoutes::new(node, &setup.uplink)),
         cni_endpoints: setup.cni_endpoints,
         services: setup.services,
+        records_mtime: None,
     })
 }
 
@@ -475,7 +480,9 @@ impl Agent {
             .into_iter()
             .min()
             .unwrap_or(now + HEARTBEAT);
-            follower.wait(wake.saturating_duration_since(now).min(HEARTBEAT));
+            // Woken at least every RECORDS_POLL to see new CNI records (a
+            // plugin ADD waits for its endpoint).
+            follower.wait(wake.saturating_duration_since(now).min(RECORDS_POLL));
             let change = follower.poll()?;
             self.status.kubernetes = follower.report();
             match change {
@@ -495,6 +502,10 @@ impl Agent {
                         follower.changed(&self.node);
                     }
                 }
+            }
+            if self.records_changed() {
+                self.refresh_endpoints(follower.snapshot());
+                follower.changed(&self.node);
             }
             if self.resolver_dirty && self.last_resolver.elapsed() >= RESOLVER_THROTTLE {
                 self.rebuild_resolver(follower.snapshot());
@@ -643,6 +654,35 @@ impl Agent {
         Ok(true)
     }
 
+    /// Whether the CNI plugin's record directory changed (a record came or
+    /// went) since the last look.
+    fn records_changed(&mut self) -> bool {
+        let now = std::fs::metadata(&self.cni_endpoints)
+            .and_then(|m| m.modified())
+            .ok();
+        if now == self.records_mtime {
+            return false;
+        }
+        self.records_mtime = now;
+        true
+    }
+
+    /// A record came or went: attach and program the node's pods again
+    /// (a new pod's endpoint is programmed with its record's address, and
+    /// its `.ready` marker lets the plugin's ADD return).
+    fn refresh_endpoints(&mut self, snap: &Snapshot) {
+        let pods: Vec<&tollway_api::Pod> = snap.pods().collect();
+        match self.attach_pods(&pods) {
+            Ok(local) => {
+                self.sync_policy(snap, &local);
+                self.local = local;
+                self.rebuild_resolver(snap);
+            }
+            Err(e) => tracing::warn!(error = %e, "attaching pods after a CNI record change"),
+        }
+        self.write_status();
+    }
+
     /// Routes to the other nodes' pods, if the agent manages them.
     fn sync_routes(&mut self, snap: &Snapshot) {
         if let Some(r) = self.routes.as_mut() {
@@ -744,6 +784,7 @@ impl Agent {
                 }
                 self.status.policy = report;
                 self.policy.write_markers(&self.node_dir, local);
+                self.policy.write_ready(local);
             }
             Err(e) => {
                 tracing::error!(error = %e, "policy sync failed; the previous policies stay");
@@ -782,14 +823,17 @@ impl Agent {
             let Some(uid) = p.metadata.uid.as_deref() else {
                 continue;
             };
-            if p.pod_ip().is_none() {
-                continue;
-            }
             // The plugin's record names the veth (hostNetwork pods and
-            // pods of another plugin have none).
-            let Some(iface) = records.find(p).map(|r| r.host_ifname.clone()) else {
-                // A pod on the host's network has the node's address.
-                if p.pod_ip() == Some(self.node_ctx.node_ip.to_string().as_str()) {
+            // pods of another plugin have none). A pod the plugin is still
+            // adding has a record but no address in its status yet: it is
+            // programmed with the record's, so that its containers start
+            // with their policy in place.
+            let Some(record) = records.find(p) else {
+                // Not started yet, or on the host's network (the node's
+                // address).
+                if p.pod_ip()
+                    .is_none_or(|ip| ip == self.node_ctx.node_ip.to_string())
+                {
                     continue;
                 }
                 without_record.push(format!(
@@ -799,6 +843,13 @@ impl Agent {
                 ));
                 continue;
             };
+            let iface = record.host_ifname.clone();
+            let record_ip = record.ip;
+            let record_path = tollway_cni::endpoint::record_path(
+                &self.cni_endpoints,
+                &record.container_id,
+                &record.ifname,
+            );
             let Some(index) = ifindex(&iface) else {
                 continue;
             };
@@ -813,6 +864,8 @@ impl Agent {
             local.push(policy::LocalPod {
                 uid: uid.to_string(),
                 ifindex: index,
+                ip: Some(record_ip),
+                record: Some(record_path),
             });
             let wants_tc = p
                 .metadata

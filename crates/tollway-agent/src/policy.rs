@@ -41,6 +41,12 @@ pub struct LocalPod {
     pub uid: String,
     /// Ifindex of its host-side veth (also its endpoint id).
     pub ifindex: u32,
+    /// Its address as the CNI plugin's record gives it: the endpoint is
+    /// programmed with it before the API server's pod status has one
+    /// (the plugin waits for that before the pod's containers start).
+    pub ip: Option<Ipv4Addr>,
+    /// The plugin's record, whose `.ready` marker says "programmed".
+    pub record: Option<std::path::PathBuf>,
 }
 
 /// What `tollway status` shows of policy.
@@ -209,12 +215,25 @@ impl PolicySync {
             ..Default::default()
         };
 
-        // 1. The ipcache: add and change first, then remove.
-        let want: BTreeMap<Ipv4Net, IpcacheEntry> = cp
+        // 1. The ipcache: add and change first, then remove. A local pod
+        //    whose address only its CNI record has yet is in it too.
+        let mut want: BTreeMap<Ipv4Net, IpcacheEntry> = cp
             .ipcache
             .iter()
             .map(|(n, w)| (*n, ipcache_entry(w)))
             .collect();
+        for l in local {
+            if let (Some(ip), Some(p)) = (l.ip, cp.pods.get(&l.uid))
+                && p.ip.is_none()
+            {
+                want.entry(Ipv4Net::from(ip)).or_insert(IpcacheEntry {
+                    identity: p.identity,
+                    node_ip: 0,
+                    flags: TW_IPC_F_ENDPOINT,
+                    pad: [0; 3],
+                });
+            }
+        }
         for (net, e) in &want {
             if self.ipcache.get(net) != Some(e) {
                 self.maps.ipcache_upsert(net.addr(), net.prefix_len(), e)?;
@@ -238,7 +257,7 @@ impl PolicySync {
             .iter()
             .filter_map(|l| {
                 let p = cp.pods.get(&l.uid)?;
-                Some((l.ifindex, p.identity, p.ip?))
+                Some((l.ifindex, p.identity, p.ip.or(l.ip)?))
             })
             .collect();
         let ids: BTreeSet<u32> = endpoints.iter().map(|(_, id, _)| *id).collect();
@@ -332,13 +351,40 @@ impl PolicySync {
         Ok(report)
     }
 
-    /// Pods whose endpoint is programmed, by (uid, ifindex).
+    /// Pods whose endpoint is programmed, by (uid, ifindex): with its
+    /// identity (not the init identity of a pod whose labels have no
+    /// number yet) and its policy.
     pub fn programmed(&self, local: &[LocalPod]) -> Vec<(String, u32)> {
         local
             .iter()
-            .filter(|l| self.installed.contains_key(&l.ifindex))
+            .filter(|l| {
+                self.installed
+                    .get(&l.ifindex)
+                    .is_some_and(|i| i.identity != tollway_policy::abi::TW_ID_INIT)
+            })
             .map(|l| (l.uid.clone(), l.ifindex))
             .collect()
+    }
+
+    /// The CNI plugin's `.ready` marker of each programmed pod that has a
+    /// record (the plugin's ADD waits for it).
+    pub fn write_ready(&mut self, local: &[LocalPod]) {
+        let programmed: BTreeSet<(String, u32)> = self.programmed(local).into_iter().collect();
+        for l in local {
+            let Some(record) = &l.record else { continue };
+            if !programmed.contains(&(l.uid.clone(), l.ifindex))
+                || tollway_cni::endpoint::is_ready(record, l.ifindex)
+            {
+                continue;
+            }
+            let ready = tollway_cni::endpoint::ready_path(record);
+            let tmp = ready.with_extension("ready.tmp");
+            let r = std::fs::write(&tmp, format!("{}\n", l.ifindex))
+                .and_then(|()| std::fs::rename(&tmp, &ready));
+            if let Err(e) = r {
+                tracing::warn!(path = %ready.display(), error = %e, "cannot write the CNI ready marker");
+            }
+        }
     }
 
     /// Write the marker of each newly programmed pod (and forget those of

@@ -10,6 +10,7 @@
 //!   "dataDir": "/var/lib/tollway/cni/tollway",
 //!   "agentDir": "/var/run/tollway",
 //!   "agentSocket": "/var/run/tollway/agent.sock",
+//!   "agentWaitSeconds": 30,
 //!   "dns": { "nameservers": ["10.96.0.10"], "search": ["svc.cluster.local"] }
 //! }
 //! ```
@@ -70,6 +71,7 @@ struct RawConf {
     data_dir: Option<PathBuf>,
     agent_dir: Option<PathBuf>,
     agent_socket: Option<PathBuf>,
+    agent_wait_seconds: Option<u64>,
     dns: Option<Dns>,
     prev_result: Option<Value>,
     ip_masq: Option<bool>,
@@ -135,6 +137,10 @@ pub struct NetConf {
     pub agent_dir: PathBuf,
     /// The agent's socket: STATUS reports not ready while it is missing.
     pub agent_socket: Option<PathBuf>,
+    /// ADD waits this long for the agent to program the endpoint (its
+    /// `.ready` marker) and fails with code 11 (try again later) if it
+    /// does not; 0 returns at once.
+    pub agent_wait_seconds: u64,
     /// DNS, passed through to the result.
     pub dns: Dns,
     /// `prevResult` (CHECK, DEL), raw.
@@ -337,6 +343,7 @@ impl NetConf {
                 .agent_dir
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_AGENT_DIR)),
             agent_socket: raw.agent_socket,
+            agent_wait_seconds: raw.agent_wait_seconds.unwrap_or(0),
             dns: raw.dns.unwrap_or_default(),
             prev_result: raw.prev_result,
             valid_attachments: raw.valid_attachments.or(raw.attachments),

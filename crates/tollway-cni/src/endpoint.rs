@@ -8,6 +8,13 @@
 //! DEL and GC remove it. The agent may watch the directory (inotify on
 //! `IN_MOVED_TO` / `IN_DELETE`) or list it; it must skip names starting
 //! with `.` (temporary files).
+//!
+//! Once the agent has programmed the endpoint (its programs on the veth,
+//! identity and policy in the maps), it writes `<record>.ready` next to
+//! the record, holding the host veth's ifindex. With `agentWaitSeconds`
+//! ADD waits for it before it returns, so that the runtime starts no
+//! container of the pod before its policy is enforced (Cilium's plugin
+//! waits for the agent's endpoint creation the same way).
 
 use std::io::Write;
 use std::net::Ipv4Addr;
@@ -110,8 +117,28 @@ pub fn read(path: &Path) -> Result<Option<EndpointRecord>> {
     }
 }
 
-/// Remove a record (idempotent).
+/// The agent's "programmed" marker of the record at `record`.
+pub fn ready_path(record: &Path) -> PathBuf {
+    record.with_extension("ready")
+}
+
+/// Whether the agent has programmed the endpoint of `record` on the veth
+/// with `ifindex` (a marker of an earlier veth does not count).
+pub fn is_ready(record: &Path, ifindex: u32) -> bool {
+    std::fs::read_to_string(ready_path(record))
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        == Some(ifindex)
+}
+
+/// Remove a record and its marker (idempotent).
 pub fn remove(path: &Path) -> Result<()> {
+    let ready = ready_path(path);
+    match std::fs::remove_file(&ready) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(CniError::io("removing", &ready, e)),
+    }
     match std::fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

@@ -120,7 +120,7 @@ fn add(env: &CniEnv, conf: &NetConf) -> Result<Value> {
         host: host_link(id, ifname),
         ip,
     };
-    match a.setup() {
+    match a.setup().and_then(|v| a.wait_for_agent().map(|()| v)) {
         Ok(v) => Ok(v),
         Err(e) => {
             // Leave nothing half-made; a retried ADD keeps its address.
@@ -135,6 +135,38 @@ fn add(env: &CniEnv, conf: &NetConf) -> Result<Value> {
 }
 
 impl Attach<'_> {
+    /// With `agentWaitSeconds`: wait until the agent has programmed the
+    /// endpoint (its marker names this veth's ifindex).
+    fn wait_for_agent(&self) -> Result<()> {
+        let wait = self.conf.agent_wait_seconds;
+        if wait == 0 {
+            return Ok(());
+        }
+        let record = endpoint::record_path(&self.conf.endpoints_dir(), self.id, self.ifname);
+        let Some(info) = link::link(Ns(None), &self.host.name)? else {
+            return Err(CniError::Command {
+                command: format!("ip link show dev {}", self.host.name),
+                stderr: "the interface vanished while waiting for the agent".into(),
+            });
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait);
+        loop {
+            if endpoint::is_ready(&record, info.ifindex) {
+                return Ok(());
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(CniError::TryAgainLater {
+                    what: format!(
+                        "the Tollway agent (programming the endpoint of container {} on {})",
+                        self.id, self.host.name
+                    ),
+                    seconds: wait,
+                });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     fn setup(&self) -> Result<Value> {
         let (host_ns, cont_ns) = (Ns(None), Ns(Some(&self.netns)));
         let (h, ifname, ip, gw, mtu) = (

@@ -442,3 +442,156 @@ fn the_agent_reads_what_the_chart_sets() {
         assert!(err.contains(want), "{args:?}: {err}");
     }
 }
+
+/// `tollway cni` ADD as containerd calls it on a node, with
+/// `agentWaitSeconds`: it returns only once the agent has programmed the
+/// new pod's endpoint (identity, policy, programs on the veth) with the
+/// address from the plugin's record, before the API server's pod status
+/// has one; for a pod the agent never programs it fails with code 11 and
+/// leaves nothing behind.
+#[test]
+fn cni_add_waits_until_the_agent_has_programmed_the_endpoint() {
+    let setup = Setup::start("kubecni", &[]);
+    setup.status_when("the agent's status", |v| {
+        v["agent"]["policy"]["endpoints"] == 1
+    });
+    let cni_dir = setup.tmp.path().join("run");
+    struct DelNetns(String);
+    impl Drop for DelNetns {
+        fn drop(&mut self) {
+            let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+        }
+    }
+    // Two pod sandboxes' namespaces.
+    let netns: Vec<DelNetns> = ["a", "b"]
+        .iter()
+        .map(|n| {
+            let name = format!("twkcni{n}-{}", std::process::id());
+            sh(&["ip", "netns", "add", &name]);
+            DelNetns(name)
+        })
+        .collect();
+    // The pod, bound to node-a, without an address yet (kubelet has not
+    // reported one: the sandbox is being made).
+    setup.api.write(
+        "ADDED",
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "web-new", "namespace": "shop", "uid": "u-web-new",
+                         "resourceVersion": "5001", "labels": {"app": "web"}},
+            "spec": {"nodeName": "node-a", "containers": [{"name": "c", "image": "x",
+                     "ports": [{"containerPort": 8080, "name": "http"}]}]},
+            "status": {"phase": "Pending"}
+        }),
+    );
+    let conf = serde_json::json!({
+        "cniVersion": "1.1.0", "name": "tollway", "type": "tollway-cni",
+        "podCIDR": "10.244.1.0/24",
+        "dataDir": setup.tmp.path().join("ipam"),
+        "agentDir": cni_dir,
+        "agentWaitSeconds": 20
+    });
+    let cni = |command: &str, id: &str, pod: &str, uid: &str, conf: &Value, netns: &str| {
+        use std::io::Write;
+        let mut child = Command::new(TW)
+            .arg("cni")
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("CNI_COMMAND", command)
+            .env("CNI_CONTAINERID", id)
+            .env("CNI_NETNS", format!("/run/netns/{netns}"))
+            .env("CNI_IFNAME", "eth0")
+            .env("CNI_PATH", "/opt/cni/bin")
+            .env(
+                "CNI_ARGS",
+                format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME={pod};K8S_POD_INFRA_CONTAINER_ID={id};K8S_POD_UID={uid}"),
+            )
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(conf.to_string().as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+
+    let started = Instant::now();
+    let out = cni(
+        "ADD",
+        "sandboxnew1",
+        "web-new",
+        "u-web-new",
+        &conf,
+        &netns[0].0,
+    );
+    let took = started.elapsed();
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(out.status.success(), "ADD: {result:#}\n{}", setup.log());
+    let ip = result["ips"][0]["address"]
+        .as_str()
+        .unwrap()
+        .trim_end_matches("/32")
+        .to_string();
+    // When ADD returns, the endpoint is programmed: the marker names the
+    // veth, and the maps hold the pod's address with web's identity.
+    let record = cni_dir.join("cni-endpoints/sandboxnew1.json");
+    assert!(record.exists() && record.with_extension("ready").exists());
+    let eps = ok(&setup.env, &["endpoint", "list", "-o", "json"]);
+    let eps: Value = serde_json::from_str(&eps).unwrap();
+    let ep = eps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["ipv4"] == ip.as_str())
+        .unwrap_or_else(|| panic!("no endpoint for {ip} right after ADD: {eps:#}"));
+    let labels = ep.to_string();
+    assert!(labels.contains("k8s:app=web"), "{ep:#}");
+    println!("ADD returned after {took:?} with {ip} programmed");
+
+    // A sandbox for a pod the API server does not have: the agent never
+    // programs it; ADD gives up with "try again later" and undoes itself.
+    let short = {
+        let mut c = conf.clone();
+        c["agentWaitSeconds"] = 2.into();
+        c
+    };
+    let out = cni(
+        "ADD",
+        "sandboxghost",
+        "ghost",
+        "u-ghost",
+        &short,
+        &netns[1].0,
+    );
+    assert!(!out.status.success());
+    let err: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(err["code"], 11, "{err:#}");
+    assert!(!cni_dir.join("cni-endpoints/sandboxghost.json").exists());
+    let links = sh(&["ip", "-o", "link", "show"]);
+    let ghost_if = tollway_cni::link::host_link("sandboxghost", "eth0").name;
+    assert!(!links.contains(&ghost_if), "{links}");
+
+    // DEL: the record and its marker go, and so does the endpoint.
+    let out = cni(
+        "DEL",
+        "sandboxnew1",
+        "web-new",
+        "u-web-new",
+        &conf,
+        &netns[0].0,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(!record.exists() && !record.with_extension("ready").exists());
+    wait_for("the endpoint's removal", Duration::from_secs(10), || {
+        let eps = ok(&setup.env, &["endpoint", "list", "-o", "json"]);
+        (!eps.contains(&format!("\"{ip}\""))).then_some(())
+    });
+}
