@@ -199,6 +199,10 @@ pub struct KubeOptions {
     /// Translate services (false: kube-proxy does; the agent programs no
     /// frontend and attaches neither the socket LB nor NodePort).
     pub kube_proxy_replacement: bool,
+    /// Time between identity garbage-collection passes.
+    pub identity_gc_interval: Duration,
+    /// How long an unused identity stays marked before it is deleted.
+    pub identity_gc_grace: Duration,
 }
 
 /// Run the agent of a Kubernetes node until it is killed, fed by the API
@@ -215,6 +219,8 @@ pub fn run_kubernetes(opts: KubeOptions, flow_cfg: flows::FlowConfig) -> Result<
     // node (see tollway_kube::identity).
     let source_options = tollway_kube::SourceOptions {
         node: Some(opts.node.clone()),
+        identity_gc_interval: opts.identity_gc_interval,
+        identity_gc_grace: opts.identity_gc_grace,
         ..tollway_kube::SourceOptions::default()
     };
     let mut source = tollway_kube::KubeSource::start(spec, source_options)?;

@@ -115,6 +115,8 @@ fn the_kubernetes_agent_programs_what_it_watches_and_keeps_it_when_the_api_goes(
         auto_direct_node_routes: false,
         namespace: Some("kube-system".into()),
         kube_proxy_replacement: true,
+        identity_gc_interval: Duration::from_secs(900),
+        identity_gc_grace: Duration::from_secs(900),
     };
     let flow_cfg = tollway_agent::flows::FlowConfig {
         enabled: false,

@@ -186,6 +186,26 @@ pub struct AgentArgs {
         default_value = "/var/run/tollway"
     )]
     cni_agent_dir: std::path::PathBuf,
+    /// With --kubernetes: time between garbage-collection passes of unused
+    /// identities (Cilium's `identity-gc-interval`; `15m`, `90s`, ...).
+    #[arg(long, env = "TOLLWAY_IDENTITY_GC_INTERVAL", default_value = "15m", value_parser = parse_duration)]
+    identity_gc_interval: std::time::Duration,
+    /// With --kubernetes: how long an unused identity stays marked before
+    /// it is deleted (longer than the API watches can lag).
+    #[arg(long, env = "TOLLWAY_IDENTITY_GC_GRACE", default_value = "15m", value_parser = parse_duration)]
+    identity_gc_grace: std::time::Duration,
+}
+
+/// `15m`, `90s`, `1h30m` (jiff's friendly format) or ISO 8601 (`PT15M`).
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let d: jiff::SignedDuration = s
+        .parse()
+        .map_err(|e| format!("{s:?} is not a duration such as 15m or 90s: {e}"))?;
+    let d = std::time::Duration::try_from(d).map_err(|_| format!("{s:?} is negative"))?;
+    if d.is_zero() {
+        return Err(format!("{s:?}: must be longer than zero"));
+    }
+    Ok(d)
 }
 
 /// Run the agent (the lab daemon starts it in the node's namespace).
@@ -266,6 +286,8 @@ pub fn agent(lab: &str, args: AgentArgs) -> Result<ExitCode> {
             auto_direct_node_routes: args.auto_direct_node_routes,
             namespace: args.k8s_namespace,
             kube_proxy_replacement: args.kube_proxy_replacement,
+            identity_gc_interval: args.identity_gc_interval,
+            identity_gc_grace: args.identity_gc_grace,
         };
         tollway_agent::run_kubernetes(opts, flow_cfg).with_context(|| {
             format!(
