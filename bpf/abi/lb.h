@@ -86,10 +86,11 @@ TW_ABI_ASSERT_OFFSET(struct tw_lb4_key, pad, 10);
 #define TW_SVC_F_ETP_LOCAL 0x0004
 #define TW_SVC_F_AFFINITY 0x0008
 #define TW_SVC_F_TWO_SCOPES 0x0010
-/* What the frontend's address is, for readers (`bpf lb list`): a
- * LoadBalancer ingress IP or one of spec.externalIPs. The programs do not
- * test these bits: such frontends are served to pods (socket and tc paths);
- * the uplink translates the node IP only. */
+/* What the frontend's address is (also for readers, `bpf lb list`): a
+ * LoadBalancer ingress IP or one of spec.externalIPs. Pods reach them as
+ * any frontend (socket and tc paths); the uplink (tw_from_netdev)
+ * translates packets from outside to a frontend with one of these bits, or
+ * TW_SVC_F_NODEPORT on the node IP. */
 #define TW_SVC_F_LOADBALANCER 0x0020
 #define TW_SVC_F_EXTERNAL_IP 0x0040
 

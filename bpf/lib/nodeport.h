@@ -3,9 +3,14 @@
  * NodePort on the node's uplink (Cilium's bpf_host nodeport_lb4), used by
  * progs/nodeport.c only.
  *
- * A client outside the node sends to node IP:node port. The frontend is
- * looked up in the EXT scope (the client is external; an ETP=Local
- * service's EXT scope lists only local backends), then:
+ * A client outside the node sends to node IP:node port, or to a
+ * LoadBalancer ingress IP or external IP:service port that reaches this
+ * node (a MetalLB announcement, a router's route): the node need not own
+ * that address, the packet is translated before the kernel routes it.
+ * Below, "node IP:node port" stands for either frontend: both take the
+ * same path, and replies carry the frontend the client sent to. The
+ * frontend is looked up in the EXT scope (the client is external; an
+ * ETP=Local service's EXT scope lists only local backends), then:
  *
  *  - local backend: DNAT only, the client's address is kept, the kernel
  *    routes the packet to the pod. On the pod's veth the flow is a
@@ -17,7 +22,8 @@
  *    (conntrack bookkeeping only: the reply of the pod's ingress entry)
  *    and leaves through the uplink's egress, where tw_to_netdev finds our
  *    connection entry (TW_CT_S_NODEPORT) and restores node IP:node port as
- *    the source. tw_to_lxc never sees that reply, and tw_from_lxc never
+ *    the source (the frontend of the entry's rev_nat_index: each frontend
+ *    has its own). tw_to_lxc never sees that reply, and tw_from_lxc never
  *    NATs non-service traffic, so the reply is translated exactly once;
  *
  *  - remote backend: DNAT and SNAT to node IP:nat port, so that the reply
@@ -248,7 +254,8 @@ static __always_inline int tw_np_nat_keep(const struct tw_np_cfg *cfg, struct tw
 
 /*
  * Step 1 of tw_from_netdev: the packet (to the node IP) is the backend's
- * reply of a SNATed flow. Restores client and frontend and sends it back
+ * reply of a SNATed flow. Restores client and frontend (the node IP, or
+ * the LoadBalancer / external IP the client sent to) and sends it back
  * out. Returns TW_NP_NO_MATCH if there is no live mapping, else the
  * verdict.
  */
@@ -389,34 +396,60 @@ static __always_inline int tw_np_remote(struct __sk_buff *skb, struct tw_pkt *pk
 	return (int)bpf_redirect_neigh(cfg->ifindex, NULL, 0, 0);
 }
 
+/* The frontend kinds tw_from_netdev translates: on the node IP, node ports
+ * (and LoadBalancer or external IPs that are the node's own address, as
+ * kube-proxy takes them too); on any other destination, only
+ * LoadBalancer ingress IPs and external IPs (a ClusterIP routed to the
+ * node from outside is not served: Cilium's default, without
+ * bpf-lb-external-clusterip). */
+#define TW_NP_KINDS_NODE_IP (TW_SVC_F_NODEPORT | TW_SVC_F_LOADBALANCER | TW_SVC_F_EXTERNAL_IP)
+#define TW_NP_KINDS_OTHER (TW_SVC_F_LOADBALANCER | TW_SVC_F_EXTERNAL_IP)
+
 /*
- * Step 2 of tw_from_netdev: NodePort translation of a TCP/UDP packet to
- * the node IP. Returns the verdict (TC_ACT_OK for anything that is no
- * NodePort frontend, untouched).
+ * Step 2 of tw_from_netdev: the frontend of a TCP/UDP packet, in the EXT
+ * scope, always: the client is outside the node (pods of this node reach
+ * these frontends through tw_from_lxc, in the INT scope). Returns the
+ * master entry if its flags have one of `kinds`, else NULL; `key` is left
+ * as the master's key. One map lookup: the whole cost for traffic
+ * through the node (to its pods, to other hosts).
+ */
+static __always_inline struct tw_lb4_service *tw_np_frontend(struct tw_lb4_key *key,
+							     const struct tw_pkt *pkt,
+							     __u16 kinds)
+{
+	struct tw_lb4_service *svc_entry;
+
+	key->address = pkt->daddr;
+	key->dport = pkt->dport;
+	key->backend_slot = 0;
+	key->proto = pkt->proto;
+	key->scope = TW_LB_SCOPE_EXT;
+	key->pad[0] = 0;
+	key->pad[1] = 0;
+	svc_entry = bpf_map_lookup_elem(&tw_lb4_services, key);
+	if (!svc_entry || !(svc_entry->flags & kinds))
+		return NULL;
+	return svc_entry;
+}
+
+/*
+ * Step 3 of tw_from_netdev: translation of a TCP/UDP packet to the
+ * frontend `svc_entry` (from tw_np_frontend, with its key): a node port
+ * of the node IP, or a LoadBalancer / external IP. Both are served the
+ * same way; the frontend's own address is what the flow's SERVICE entry,
+ * its tw_np_nat4 mapping (remote backends) and its reverse-NAT entry
+ * (local backends) restore on the replies. Returns the verdict.
  */
 static __always_inline int tw_np_xlate(struct __sk_buff *skb, struct tw_pkt *pkt,
-				       const struct tw_np_cfg *cfg, __u64 now)
+				       const struct tw_np_cfg *cfg, struct tw_lb4_key *key,
+				       const struct tw_lb4_service *svc_entry, __u64 now)
 {
 	struct tw_lb4_backend backend = {};
-	struct tw_lb4_service *svc_entry;
 	struct tw_lb4_service svc;
 	struct tw_ct_entry *sct;
 	struct tw_ct4_key skey;
-	struct tw_lb4_key key;
 	__u32 backend_id = 0;
 
-	/* The EXT scope, always: the client is outside the node (pods of
-	 * this node reach NodePorts through tw_from_lxc, in the INT scope). */
-	key.address = pkt->daddr;
-	key.dport = pkt->dport;
-	key.backend_slot = 0;
-	key.proto = pkt->proto;
-	key.scope = TW_LB_SCOPE_EXT;
-	key.pad[0] = 0;
-	key.pad[1] = 0;
-	svc_entry = bpf_map_lookup_elem(&tw_lb4_services, &key);
-	if (!svc_entry || !(svc_entry->flags & TW_SVC_F_NODEPORT))
-		return TC_ACT_OK;
 	svc = *svc_entry;
 
 	/* The flow's SERVICE entry keeps its backend while both live (as
@@ -438,7 +471,7 @@ static __always_inline int tw_np_xlate(struct __sk_buff *skb, struct tw_pkt *pkt
 	}
 
 	if (!backend_id) {
-		backend_id = tw_lb4_select(&key, &svc, pkt, now, &backend);
+		backend_id = tw_lb4_select(key, &svc, pkt, now, &backend);
 		if (!backend_id) {
 			/* kube-proxy drops ETP=Local traffic on a node without
 			 * a local endpoint (the client's load balancer health
@@ -457,9 +490,10 @@ static __always_inline int tw_np_xlate(struct __sk_buff *skb, struct tw_pkt *pkt
 }
 
 /*
- * tw_to_netdev: a reply of a local-backend NodePort flow, routed by the
- * kernel from the pod to the client: restores node IP:node port as its
- * source. Returns the verdict (TC_ACT_OK, untouched, for anything else).
+ * tw_to_netdev: a reply of a local-backend NodePort (or LoadBalancer /
+ * external IP) flow, routed by the kernel from the pod to the client:
+ * restores the frontend as its source. Returns the verdict (TC_ACT_OK,
+ * untouched, for anything else).
  */
 static __always_inline int tw_np_rev_dnat(struct __sk_buff *skb, struct tw_pkt *pkt,
 					  __u64 now)

@@ -3,17 +3,23 @@
  * The tc programs of the node's uplink (Cilium's bpf_host, NodePort part):
  *
  *  tw_from_netdev (tc ingress: packets from the fabric) translates
- *  connections to node IP:node port into connections to a backend: DNAT
- *  to a local backend (the kernel routes it to the pod), DNAT + SNAT to a
- *  remote one (redirected straight back out); restores replies of SNATed
- *  flows and sends them back to the client; drops (ETP=Local) or rejects
- *  frontends without a backend.
+ *  connections to node IP:node port, and to a LoadBalancer ingress IP or
+ *  external IP:service port that reaches the node (the node need not own
+ *  the address), into connections to a backend: DNAT to a local backend
+ *  (the kernel routes it to the pod), DNAT + SNAT to a remote one
+ *  (redirected straight back out); restores replies of SNATed flows and
+ *  sends them back to the client; drops (ETP=Local) or rejects frontends
+ *  without a backend.
  *
- *  tw_to_netdev (tc egress: packets to the fabric) restores node IP:node
- *  port as the source of local backends' replies.
+ *  tw_to_netdev (tc egress: packets to the fabric) restores the frontend
+ *  (node IP:node port, LoadBalancer or external IP:port) as the source of
+ *  local backends' replies.
  *
- * IPv4 TCP/UDP to the node IP only: everything else passes untouched, and
- * so does everything while tw_config lacks TW_CFG_F_NODEPORT or a node IP.
+ * IPv4 TCP/UDP only: everything else passes untouched, and so does
+ * everything while tw_config lacks TW_CFG_F_NODEPORT or a node IP. Traffic
+ * to other addresses than the node IP (through the node, to its pods)
+ * costs one lookup in tw_lb4_services and passes unless it is addressed to
+ * a LoadBalancer or external IP frontend.
  * The logic lives in bpf/lib (nodeport.h, and lb.h, ct.h, nat.h,
  * reject.h, shared with lxc.c).
  */
@@ -26,9 +32,11 @@
 SEC("classifier")
 int tw_from_netdev(struct __sk_buff *skb)
 {
+	struct tw_lb4_service *svc;
+	struct tw_lb4_key key;
 	struct tw_np_cfg cfg;
 	struct tw_pkt pkt;
-	__u64 now;
+	__u16 kinds;
 	int ret;
 
 	if (tw_np_config(skb, &cfg) < 0)
@@ -46,16 +54,28 @@ int tw_from_netdev(struct __sk_buff *skb)
 			return tw_drop(-ret);
 		return TC_ACT_OK;
 	}
-	if (pkt.daddr != cfg.node_ip || !(pkt.flags & TW_PKT_F_PORTS))
+	if (!(pkt.flags & TW_PKT_F_PORTS))
 		return TC_ACT_OK;
 
-	now = bpf_ktime_get_ns();
-	/* 1. The backend's reply of a flow we SNATed. */
-	ret = tw_np_rev_snat(skb, &pkt, &cfg, now);
-	if (ret != TW_NP_NO_MATCH)
-		return ret;
-	/* 2. A NodePort frontend; 3. else the node's own traffic. */
-	return tw_np_xlate(skb, &pkt, &cfg, now);
+	if (pkt.daddr == cfg.node_ip) {
+		/* 1. The backend's reply of a flow we SNATed (replies come
+		 * back to node IP:nat port, whatever the frontend was). */
+		ret = tw_np_rev_snat(skb, &pkt, &cfg, bpf_ktime_get_ns());
+		if (ret != TW_NP_NO_MATCH)
+			return ret;
+		kinds = TW_NP_KINDS_NODE_IP;
+	} else {
+		/* Through the node (to its pods, to other hosts), or to a
+		 * LoadBalancer / external IP: one lookup tells. */
+		kinds = TW_NP_KINDS_OTHER;
+	}
+	/* 2. A frontend of ours; else the node's own traffic, or traffic
+	 * through the node, untouched. */
+	svc = tw_np_frontend(&key, &pkt, kinds);
+	if (!svc)
+		return TC_ACT_OK;
+	/* 3. Translated, as a node port is. */
+	return tw_np_xlate(skb, &pkt, &cfg, &key, svc, bpf_ktime_get_ns());
 }
 
 SEC("classifier")
@@ -71,8 +91,11 @@ int tw_to_netdev(struct __sk_buff *skb)
 	if (tw_parse(skb, &pkt) != TW_PARSE_OK || !(pkt.flags & TW_PKT_F_PORTS))
 		return TC_ACT_OK;
 	/* The node's own traffic, our SNATed packets and restored replies
-	 * (redirected here from ingress) already have the node IP as
-	 * source: no lookup needed. */
+	 * of node ports (redirected here from ingress) already have the
+	 * node IP as source: no lookup needed. Restored replies of
+	 * LoadBalancer / external IP flows carry that IP: their lookup
+	 * below finds no entry (the key is the client's flow to the
+	 * frontend, flags 0, which no program writes) and they pass. */
 	if (pkt.saddr == cfg.node_ip)
 		return TC_ACT_OK;
 	return tw_np_rev_dnat(skb, &pkt, bpf_ktime_get_ns());

@@ -36,9 +36,9 @@ abi_consts!(LB_CONSTS in "lb.h" {
     TW_SVC_F_AFFINITY: u16 = 0x0008,
     /// Service flag: an internal-scope entry exists too.
     TW_SVC_F_TWO_SCOPES: u16 = 0x0010,
-    /// Service flag: a LoadBalancer ingress IP (informational).
+    /// Service flag: a LoadBalancer ingress IP (served at the uplink too).
     TW_SVC_F_LOADBALANCER: u16 = 0x0020,
-    /// Service flag: one of `spec.externalIPs` (informational).
+    /// Service flag: one of `spec.externalIPs` (served at the uplink too).
     TW_SVC_F_EXTERNAL_IP: u16 = 0x0040,
     /// Algorithm: random backend.
     TW_LB_ALG_RANDOM: u8 = 1,

@@ -20,7 +20,8 @@ use tollway_abi::{
     TW_CT_F_INGRESS, TW_CT_F_SERVICE, TW_CT_LIFETIME_NONTCP, TW_CT_LIFETIME_TCP_CLOSE,
     TW_CT_LIFETIME_TCP_ESTABLISHED, TW_CT_LIFETIME_TCP_SYN, TW_CT_S_ESTABLISHED, TW_CT_S_NODEPORT,
     TW_CT_S_SEEN_REPLY, TW_CT_S_SYN_SEEN, TW_LB_ALG_RANDOM, TW_LB_SCOPE_EXT, TW_LB_SCOPE_INT,
-    TW_SVC_F_CLUSTERIP, TW_SVC_F_ETP_LOCAL, TW_SVC_F_NODEPORT, TW_SVC_F_TWO_SCOPES, be16, be32,
+    TW_SVC_F_CLUSTERIP, TW_SVC_F_ETP_LOCAL, TW_SVC_F_EXTERNAL_IP, TW_SVC_F_LOADBALANCER,
+    TW_SVC_F_NODEPORT, TW_SVC_F_TWO_SCOPES, be16, be32,
 };
 use tollway_datapath::{
     testutil::{
@@ -70,8 +71,9 @@ fn is_local(id: u32) -> bool {
     id < 10
 }
 
-/// A NodePort frontend on the node IP.
+/// A frontend of the uplink: by default a NodePort on the node IP.
 struct Service {
+    address: Ipv4Addr,
     port: u16,
     proto: u8,
     rev_nat: u16,
@@ -83,6 +85,7 @@ struct Service {
 impl Service {
     fn tcp(rev_nat: u16, backends: &[u32]) -> Service {
         Service {
+            address: NODE_IP,
             port: NODE_PORT,
             proto: IPPROTO_TCP,
             rev_nat,
@@ -169,7 +172,7 @@ impl Node {
             self.maps
                 .services
                 .insert(
-                    lb_key(NODE_IP, svc.port, slot, svc.proto, svc.scope),
+                    lb_key(svc.address, svc.port, slot, svc.proto, svc.scope),
                     entry,
                     0,
                 )
@@ -187,13 +190,13 @@ impl Node {
         self.maps
             .services
             .insert(
-                lb_key(NODE_IP, svc.port, 0, svc.proto, svc.scope),
+                lb_key(svc.address, svc.port, 0, svc.proto, svc.scope),
                 master,
                 0,
             )
             .unwrap();
         let revnat = Lb4Revnat {
-            address: be32(NODE_IP),
+            address: be32(svc.address),
             port: be16(svc.port),
             pad: 0,
         };
@@ -1400,6 +1403,524 @@ fn established_flow_keeps_its_backend_until_it_is_gone() {
 }
 
 // ---------------------------------------------------------------------------
+// LoadBalancer ingress IPs and external IPs that reach the node from outside.
+// ---------------------------------------------------------------------------
+
+/// A Service's external IP and a LoadBalancer's ingress IP on the lab's
+/// network, owned by no node: a router (or MetalLB) sends them to one.
+const EXTERNAL_IP: Ipv4Addr = Ipv4Addr::new(172, 18, 200, 10);
+const LB_IP: Ipv4Addr = Ipv4Addr::new(172, 18, 200, 20);
+/// Their service port.
+const SVC_PORT: u16 = 80;
+/// Both kinds: (address, flag, what).
+const VIPS: [(Ipv4Addr, u16, &str); 2] = [
+    (EXTERNAL_IP, TW_SVC_F_EXTERNAL_IP, "external IP"),
+    (LB_IP, TW_SVC_F_LOADBALANCER, "LoadBalancer IP"),
+];
+
+impl Service {
+    /// A LoadBalancer or external IP frontend (`flags`) at `address`:80.
+    fn vip(address: Ipv4Addr, flags: u16, proto: u8, rev_nat: u16, backends: &[u32]) -> Service {
+        Service {
+            address,
+            port: SVC_PORT,
+            proto,
+            flags,
+            ..Service::tcp(rev_nat, backends)
+        }
+    }
+}
+
+/// A client's SYN to `dst`:80.
+fn syn_to(dst: Ipv4Addr, sport: u16) -> TcpPacket {
+    TcpPacket {
+        ip: client_ep(dst),
+        dst_port: SVC_PORT,
+        ..syn(sport)
+    }
+}
+
+/// The SERVICE entry of a client flow to `frontend`:80.
+fn vip_ct_key(frontend: Ipv4Addr, sport: u16, proto: u8) -> Ct4Key {
+    ct_key(CLIENT, frontend, sport, SVC_PORT, proto, TW_CT_F_SERVICE)
+}
+
+#[test]
+fn external_and_load_balancer_ips_dnat_to_a_local_backend_and_replies_come_from_them() {
+    let mut node = Node::new();
+    for (i, (vip, flag, what)) in VIPS.into_iter().enumerate() {
+        let n = u16::try_from(i).unwrap();
+        let (tcp_be, udp_be) = (1 + i as u32, 3 + i as u32);
+        let (tcp_rev, udp_rev) = (60 + n, 62 + n);
+        node.add_service(&Service::vip(vip, flag, IPPROTO_TCP, tcp_rev, &[tcp_be]));
+        node.add_service(&Service::vip(vip, flag, IPPROTO_UDP, udp_rev, &[udp_be]));
+
+        // SYN to the address: DNAT to the pod, the client kept, handed to
+        // the kernel (which routes it to the pod's veth).
+        let sport = 40000 + n;
+        let run = node.run(FROM, &syn_to(vip, sport).build());
+        assert_eq!(run.retval, TC_ACT_OK, "{what}");
+        assert_translated(
+            &run,
+            &TcpPacket {
+                ip: client_ep(backend_ip(tcp_be)),
+                dst_port: BACKEND_PORT,
+                ..syn_to(vip, sport)
+            }
+            .build(),
+        );
+        let sct = node.ct_must(&vip_ct_key(vip, sport, IPPROTO_TCP), what);
+        assert_eq!(
+            (sct.backend_id, sct.rev_nat_index, sct.nat_port),
+            (tcp_be, tcp_rev, 0),
+            "{what}"
+        );
+        assert_eq!(sct.state, TW_CT_S_SYN_SEEN | TW_CT_S_NODEPORT, "{what}");
+        let cct = node.ct_must(&conn_ct_key(sport, tcp_be, IPPROTO_TCP), what);
+        assert_eq!((cct.backend_id, cct.rev_nat_index), (tcp_be, tcp_rev));
+        assert_ne!(cct.state & TW_CT_S_NODEPORT, 0, "{what}");
+
+        // The pod's SYN-ACK leaves by the uplink from the address the
+        // client sent to (not the node IP).
+        let synack = TcpPacket {
+            ip: pod_reply_ep(backend_ip(tcp_be)),
+            src_port: BACKEND_PORT,
+            dst_port: sport,
+            seq: 5000,
+            ack: 1001,
+            flags: tcp_flags::SYN | tcp_flags::ACK,
+            ..TcpPacket::default()
+        };
+        let run = node.run(TO, &synack.build());
+        assert_eq!(run.retval, TC_ACT_OK, "{what}");
+        assert_translated(
+            &run,
+            &TcpPacket {
+                ip: pod_reply_ep(vip),
+                src_port: SVC_PORT,
+                ..synack.clone()
+            }
+            .build(),
+        );
+        let sct = node.ct_must(&vip_ct_key(vip, sport, IPPROTO_TCP), what);
+        assert_eq!(
+            sct.rx_packets, 1,
+            "{what}: the SERVICE entry sees the reply"
+        );
+
+        // The handshake's ACK: the same backend.
+        let run = node.run(
+            FROM,
+            &TcpPacket {
+                ip: client_ep(vip),
+                dst_port: SVC_PORT,
+                ..client_tcp(sport, tcp_flags::ACK, b"GET /")
+            }
+            .build(),
+        );
+        assert_eq!(run.retval, TC_ACT_OK, "{what}");
+        assert_eq!(run.frame().ip.dst, backend_ip(tcp_be), "{what}");
+
+        // UDP: the same, both ways.
+        let query = UdpPacket {
+            ip: client_ep(vip),
+            dst_port: SVC_PORT,
+            ..datagram(33000 + n, b"a query")
+        };
+        let run = node.run(FROM, &query.build());
+        assert_eq!(run.retval, TC_ACT_OK, "{what}");
+        assert_translated(
+            &run,
+            &UdpPacket {
+                ip: client_ep(backend_ip(udp_be)),
+                dst_port: BACKEND_PORT,
+                ..query.clone()
+            }
+            .build(),
+        );
+        let answer = UdpPacket {
+            ip: pod_reply_ep(backend_ip(udp_be)),
+            src_port: BACKEND_PORT,
+            dst_port: 33000 + n,
+            payload: b"the answer".to_vec(),
+        };
+        let run = node.run(TO, &answer.build());
+        assert_eq!(run.retval, TC_ACT_OK, "{what}");
+        assert_translated(
+            &run,
+            &UdpPacket {
+                ip: pod_reply_ep(vip),
+                src_port: SVC_PORT,
+                ..answer.clone()
+            }
+            .build(),
+        );
+    }
+    assert!(
+        node.maps.np_nat.keys().next().is_none(),
+        "local backends need no SNAT mapping"
+    );
+    assert!(node.maps.drop_counts().unwrap().is_empty());
+}
+
+#[test]
+fn external_and_load_balancer_ips_snat_to_a_remote_backend_and_replies_come_from_them() {
+    let mut node = Node::new();
+    for (i, (vip, flag, what)) in VIPS.into_iter().enumerate() {
+        let n = u16::try_from(i).unwrap();
+        let (be, rev) = (11 + i as u32, 70 + n);
+        node.add_service(&Service::vip(vip, flag, IPPROTO_TCP, rev, &[be]));
+
+        // SYN: DNAT to the remote pod, SNAT to node IP:nat port,
+        // redirected; the retransmission keeps the port.
+        let sport = 40100 + n;
+        let frame = syn_to(vip, sport).build();
+        let (id, nat_port) = node.snat(&frame);
+        assert_eq!(id, be, "{what}");
+        let run = node.run(FROM, &frame);
+        assert_eq!(run.retval, TC_ACT_REDIRECT, "{what}");
+        assert_translated(
+            &run,
+            &TcpPacket {
+                ip: Ipv4Endpoints {
+                    src_ip: NODE_IP,
+                    ..client_ep(backend_ip(be))
+                },
+                src_port: nat_port,
+                dst_port: BACKEND_PORT,
+                ..syn_to(vip, sport)
+            }
+            .build(),
+        );
+        let skey = vip_ct_key(vip, sport, IPPROTO_TCP);
+        let sct = node.ct_must(&skey, what);
+        assert_eq!(
+            (sct.backend_id, sct.rev_nat_index, sct.nat_port),
+            (be, rev, be16(nat_port)),
+            "{what}"
+        );
+        assert_eq!(sct.state, TW_CT_S_SYN_SEEN | TW_CT_S_NODEPORT, "{what}");
+        let nat = node
+            .nat(&nat_key(be, nat_port, IPPROTO_TCP))
+            .unwrap_or_else(|| panic!("{what}: the flow's tw_np_nat4 entry"));
+        assert_eq!(
+            (
+                nat.client_addr,
+                nat.client_port,
+                nat.frontend_addr,
+                nat.frontend_port,
+                nat.expires
+            ),
+            (
+                be32(CLIENT),
+                be16(sport),
+                be32(vip),
+                be16(SVC_PORT),
+                sct.expires
+            ),
+            "{what}: the mapping restores the address the client sent to"
+        );
+
+        // The backend's SYN-ACK to node IP:nat port: back to the client,
+        // from the frontend.
+        let synack = TcpPacket {
+            ip: remote_reply_ep(be),
+            src_port: BACKEND_PORT,
+            dst_port: nat_port,
+            seq: 5000,
+            ack: 1001,
+            flags: tcp_flags::SYN | tcp_flags::ACK,
+            ..TcpPacket::default()
+        };
+        let run = node.run(FROM, &synack.build());
+        assert_eq!(run.retval, TC_ACT_REDIRECT, "{what}: redirected out");
+        let restored = TcpPacket {
+            ip: Ipv4Endpoints {
+                src_ip: vip,
+                dst_ip: CLIENT,
+                ..remote_reply_ep(be)
+            },
+            src_port: SVC_PORT,
+            dst_port: sport,
+            ..synack.clone()
+        }
+        .build();
+        assert_translated(&run, &restored);
+        let sct = node.ct_must(&skey, what);
+        assert_eq!((sct.tx_packets, sct.rx_packets), (2, 1), "{what}");
+        assert_ne!(sct.state & TW_CT_S_SEEN_REPLY, 0, "{what}");
+
+        // Out through the uplink's egress (where the redirect sends it):
+        // left as it is, although its source is no node IP.
+        let out = run.out.clone();
+        let run = node.run(TO, &out);
+        assert_eq!(run.retval, TC_ACT_OK, "{what}");
+        assert_eq!(
+            run.out, out,
+            "{what}: the restored reply is not touched again"
+        );
+
+        // The next packet of the flow: same backend, same port.
+        let (id, port) = node.snat(
+            &TcpPacket {
+                ip: client_ep(vip),
+                dst_port: SVC_PORT,
+                ..client_tcp(sport, tcp_flags::ACK, b"")
+            }
+            .build(),
+        );
+        assert_eq!((id, port), (be, nat_port), "{what}");
+    }
+    assert_eq!(node.maps.np_nat.keys().count(), 2, "one mapping per flow");
+    assert!(node.maps.drop_counts().unwrap().is_empty());
+}
+
+#[test]
+fn other_addresses_than_the_node_ip_pass_unchanged_unless_they_are_frontends() {
+    let mut node = Node::new();
+    node.add_service(&Service::vip(
+        EXTERNAL_IP,
+        TW_SVC_F_EXTERNAL_IP,
+        IPPROTO_TCP,
+        80,
+        &[1],
+    ));
+    // A ClusterIP reached from outside is not served at the uplink, nor a
+    // NodePort frontend on an address that is not the node's (another
+    // node's IP, or this node's former one).
+    let cluster_ip = Ipv4Addr::new(10, 96, 0, 10);
+    node.add_service(&Service {
+        address: cluster_ip,
+        port: SVC_PORT,
+        flags: TW_SVC_F_CLUSTERIP,
+        ..Service::tcp(81, &[1])
+    });
+    let other_node = Ipv4Addr::new(172, 18, 0, 3);
+    node.add_service(&Service {
+        address: other_node,
+        ..Service::tcp(82, &[1])
+    });
+
+    let unchanged = |node: &mut Node, frame: &[u8], what: &str| {
+        let run = node.run(FROM, frame);
+        assert_eq!(run.retval, TC_ACT_OK, "{what}");
+        assert_eq!(run.out, frame, "{what} must not change");
+    };
+    let tcp = |dst: Ipv4Addr, dport: u16| {
+        TcpPacket {
+            ip: client_ep(dst),
+            dst_port: dport,
+            ..syn(40200)
+        }
+        .build()
+    };
+    unchanged(
+        &mut node,
+        &tcp(Ipv4Addr::new(172, 18, 200, 99), 80),
+        "no frontend",
+    );
+    unchanged(
+        &mut node,
+        &tcp(EXTERNAL_IP, 81),
+        "another port of the external IP",
+    );
+    unchanged(
+        &mut node,
+        &UdpPacket {
+            ip: client_ep(EXTERNAL_IP),
+            dst_port: SVC_PORT,
+            ..datagram(40201, b"q")
+        }
+        .build(),
+        "UDP to a TCP-only external IP",
+    );
+    unchanged(
+        &mut node,
+        &IcmpEchoPacket {
+            ip: client_ep(EXTERNAL_IP),
+            ..IcmpEchoPacket::default()
+        }
+        .build(),
+        "ping to the external IP",
+    );
+    unchanged(
+        &mut node,
+        &tcp(cluster_ip, SVC_PORT),
+        "a ClusterIP from outside",
+    );
+    unchanged(
+        &mut node,
+        &tcp(other_node, NODE_PORT),
+        "a NodePort frontend on another node's address",
+    );
+    unchanged(
+        &mut node,
+        &tcp(backend_ip(1), BACKEND_PORT),
+        "to a local pod, through the node",
+    );
+    // What traffic through the node costs now: one lookup (the kernel
+    // reports the mean over the runs).
+    let through = tcp(backend_ip(1), BACKEND_PORT);
+    let run = node.run_repeat("nodeport", FROM, &through, 0, 10_000);
+    assert_eq!(
+        (run.retval, run.out.as_slice()),
+        (TC_ACT_OK, through.as_slice())
+    );
+    eprintln!(
+        "tw_from_netdev, a packet through the node: {:?} per run",
+        run.duration
+    );
+    // A malformed L4 header to the external IP is not dropped (as to any
+    // address that is not the node's).
+    let full = syn_to(EXTERNAL_IP, 40202).build();
+    unchanged(
+        &mut node,
+        &full[..ETH_HLEN + IPV4_HLEN + 10],
+        "truncated TCP",
+    );
+    assert!(
+        node.maps.ct.keys().next().is_none(),
+        "no conntrack entry for any of them"
+    );
+
+    // NodePort off: the external IP passes too.
+    let mut cfg = node_config();
+    cfg.flags = 0;
+    node.maps.set_config(&cfg).unwrap();
+    unchanged(&mut node, &full, "the external IP with NodePort disabled");
+    assert!(node.maps.ct.keys().next().is_none());
+    assert!(
+        node.maps.drop_counts().unwrap().is_empty(),
+        "nothing was dropped"
+    );
+}
+
+#[test]
+fn external_and_load_balancer_ips_without_a_backend_drop_with_etp_local_else_reject() {
+    let mut node = Node::new();
+    for (i, (vip, flag, what)) in VIPS.into_iter().enumerate() {
+        let n = u16::try_from(i).unwrap();
+        let rev = 90 + n;
+        // externalTrafficPolicy=Local, no endpoint on this node: the EXT
+        // scope has no backend, the INT scope (pods' twin) the remote ones.
+        let flags = flag | TW_SVC_F_ETP_LOCAL | TW_SVC_F_TWO_SCOPES;
+        for proto in [IPPROTO_TCP, IPPROTO_UDP] {
+            node.add_service(&Service::vip(vip, flags, proto, rev, &[]));
+            node.add_service(&Service {
+                scope: TW_LB_SCOPE_INT,
+                ..Service::vip(vip, flags, proto, rev, &[11, 12])
+            });
+        }
+        let dropped = node.drops(DROP_NO_SERVICE);
+        let run = node.run(FROM, &syn_to(vip, 40300 + n).build());
+        assert_eq!(
+            run.retval, TC_ACT_SHOT,
+            "{what}: dropped, as kube-proxy does"
+        );
+        let run = node.run(
+            FROM,
+            &UdpPacket {
+                ip: client_ep(vip),
+                dst_port: SVC_PORT,
+                ..datagram(40310 + n, b"q")
+            }
+            .build(),
+        );
+        assert_eq!(run.retval, TC_ACT_SHOT, "{what}");
+        assert_eq!(node.drops(DROP_NO_SERVICE), dropped + 2, "{what}");
+        assert!(
+            node.ct(&vip_ct_key(vip, 40300 + n, IPPROTO_TCP)).is_none(),
+            "{what}"
+        );
+
+        // With a local endpoint in the EXT scope: DNAT, client kept.
+        node.add_service(&Service::vip(vip, flags, IPPROTO_TCP, rev, &[3]));
+        let run = node.run(FROM, &syn_to(vip, 40320 + n).build());
+        assert_eq!(run.retval, TC_ACT_OK, "{what}");
+        let out = run.frame();
+        assert_eq!((out.ip.src, out.ip.dst), (CLIENT, backend_ip(3)), "{what}");
+    }
+    assert!(node.maps.np_nat.keys().next().is_none());
+
+    // externalTrafficPolicy=Cluster without any backend: a reset from the
+    // external IP itself, sent back out.
+    node.add_service(&Service {
+        port: SVC_PORT + 1,
+        ..Service::vip(EXTERNAL_IP, TW_SVC_F_EXTERNAL_IP, IPPROTO_TCP, 95, &[])
+    });
+    let dropped = node.drops(DROP_NO_SERVICE);
+    let run = node.run(
+        FROM,
+        &TcpPacket {
+            dst_port: SVC_PORT + 1,
+            ..syn_to(EXTERNAL_IP, 40330)
+        }
+        .build(),
+    );
+    assert_eq!(run.retval, TC_ACT_REDIRECT, "the RST goes back out");
+    assert!(ipv4_checksum_ok(&run.out) && l4_checksum_ok(&run.out));
+    let out = run.frame();
+    assert_eq!((out.dst_mac, out.src_mac), (CLIENT_MAC, NODE_MAC));
+    assert_eq!((out.ip.src, out.ip.dst), (EXTERNAL_IP, CLIENT));
+    match out.l4 {
+        ParsedL4::Tcp {
+            src_port,
+            dst_port,
+            flags,
+            ..
+        } => {
+            assert_eq!((src_port, dst_port), (SVC_PORT + 1, 40330));
+            assert_eq!(flags, tcp_flags::RST | tcp_flags::ACK);
+        }
+        ref other => panic!("not TCP: {other:?}"),
+    }
+    assert_eq!(node.drops(DROP_NO_SERVICE), dropped + 1);
+}
+
+/// An external IP that is the node's own address is served there too (as
+/// kube-proxy does), beside the node ports.
+#[test]
+fn an_external_ip_equal_to_the_node_ip_is_served() {
+    let mut node = Node::new();
+    node.add_service(&Service::vip(
+        NODE_IP,
+        TW_SVC_F_EXTERNAL_IP,
+        IPPROTO_TCP,
+        96,
+        &[1],
+    ));
+    let run = node.run(FROM, &syn_to(NODE_IP, 40400).build());
+    assert_eq!(run.retval, TC_ACT_OK);
+    assert_translated(
+        &run,
+        &TcpPacket {
+            ip: client_ep(backend_ip(1)),
+            dst_port: BACKEND_PORT,
+            ..syn_to(NODE_IP, 40400)
+        }
+        .build(),
+    );
+    let synack = TcpPacket {
+        ip: pod_reply_ep(backend_ip(1)),
+        src_port: BACKEND_PORT,
+        dst_port: 40400,
+        flags: tcp_flags::SYN | tcp_flags::ACK,
+        ..TcpPacket::default()
+    };
+    let run = node.run(TO, &synack.build());
+    assert_eq!(run.retval, TC_ACT_OK);
+    assert_translated(
+        &run,
+        &TcpPacket {
+            ip: pod_reply_ep(NODE_IP),
+            src_port: SVC_PORT,
+            ..synack.clone()
+        }
+        .build(),
+    );
+}
+
+// ---------------------------------------------------------------------------
 // Real traffic through network namespaces.
 // ---------------------------------------------------------------------------
 
@@ -1596,6 +2117,21 @@ mod real {
         local: bool,
         rev_nat: u16,
     ) {
+        add_frontend(dp, node_ip, port, TW_SVC_F_NODEPORT, pod_ip, local, rev_nat);
+    }
+
+    /// Installs TCP and UDP frontends `address:port` of kind `flags` with
+    /// one backend, `pod_ip:8080` (backend ids and reverse-NAT indexes
+    /// derived from `rev_nat`, unique per call).
+    pub fn add_frontend(
+        dp: &mut Node,
+        address: Ipv4Addr,
+        port: u16,
+        flags: u16,
+        pod_ip: Ipv4Addr,
+        local: bool,
+        rev_nat: u16,
+    ) {
         for (i, proto) in [IPPROTO_TCP, IPPROTO_UDP].into_iter().enumerate() {
             let id = u32::from(rev_nat) * 10 + i as u32;
             let rev = rev_nat * 2 + i as u16;
@@ -1615,7 +2151,7 @@ mod real {
             dp.maps
                 .services
                 .insert(
-                    lb_key(node_ip, port, 1, proto, TW_LB_SCOPE_EXT),
+                    lb_key(address, port, 1, proto, TW_LB_SCOPE_EXT),
                     Lb4Service {
                         backend_id: id,
                         ..Lb4Service::default()
@@ -1626,11 +2162,11 @@ mod real {
             dp.maps
                 .services
                 .insert(
-                    lb_key(node_ip, port, 0, proto, TW_LB_SCOPE_EXT),
+                    lb_key(address, port, 0, proto, TW_LB_SCOPE_EXT),
                     Lb4Service {
                         count: 1,
                         rev_nat_index: rev,
-                        flags: TW_SVC_F_NODEPORT,
+                        flags,
                         algorithm: TW_LB_ALG_RANDOM,
                         ..Lb4Service::default()
                     },
@@ -1642,7 +2178,7 @@ mod real {
                 .insert(
                     u32::from(rev),
                     Lb4Revnat {
-                        address: be32(node_ip),
+                        address: be32(address),
                         port: be16(port),
                         pad: 0,
                     },
@@ -1827,6 +2363,117 @@ fn real_traffic_remote_backend_snat() {
         (nat.client_addr, nat.frontend_addr, nat.frontend_port),
         (be32(EXT_IP), be32(NODE1_IP), be16(REMOTE_PORT))
     );
+    for (name, dp) in [("node1", &dp1), ("node2", &dp2)] {
+        assert!(
+            dp.maps.drop_counts().unwrap().is_empty(),
+            "{name}: {:?}",
+            dp.maps.drop_counts()
+        );
+    }
+    assert!(
+        dp2.maps.np_nat.keys().next().is_none(),
+        "node2 translated nothing"
+    );
+}
+
+/// external -> a LoadBalancer / external IP routed to node1 (as a router
+/// or MetalLB would send it; no node owns the address) -> a pod on node1
+/// and a pod behind node2, through the real kernel paths. The client talks
+/// to the address it chose (its UDP socket is connected to it, its TCP
+/// stack would reset replies from another), and the pods see it (local)
+/// or node1 (remote, SNATed).
+#[test]
+fn real_traffic_external_and_load_balancer_ips() {
+    use real::*;
+    use std::net::IpAddr;
+    let external_ip = Ipv4Addr::new(192, 0, 2, 10);
+    let lb_ip = Ipv4Addr::new(192, 0, 2, 20);
+    let lab = Lab::new(2);
+    // Only the client knows the way: node1 has no route to 192.0.2.0/24,
+    // so an untranslated packet would go nowhere.
+    lab.ext.ip(&[
+        "route",
+        "add",
+        "192.0.2.0/24",
+        "via",
+        &NODE1_IP.to_string(),
+        "dev",
+        "eth0",
+    ]);
+    let mut dp1 = node_datapath(&lab.nodes[0], NODE1_IP, "real-vip-n1");
+    let dp2 = node_datapath(&lab.nodes[1], NODE2_IP, "real-vip-n2");
+    add_frontend(
+        &mut dp1,
+        external_ip,
+        LOCAL_PORT,
+        TW_SVC_F_EXTERNAL_IP,
+        POD1_IP,
+        true,
+        3,
+    );
+    add_frontend(
+        &mut dp1,
+        external_ip,
+        REMOTE_PORT,
+        TW_SVC_F_EXTERNAL_IP,
+        POD2_IP,
+        false,
+        4,
+    );
+    add_frontend(
+        &mut dp1,
+        lb_ip,
+        LOCAL_PORT,
+        TW_SVC_F_LOADBALANCER,
+        POD1_IP,
+        true,
+        5,
+    );
+    add_frontend(
+        &mut dp1,
+        lb_ip,
+        REMOTE_PORT,
+        TW_SVC_F_LOADBALANCER,
+        POD2_IP,
+        false,
+        6,
+    );
+    let (listener1, udp1) = servers(&lab.nodes[0].pod, POD1_IP);
+    let (listener2, udp2) = servers(&lab.nodes[1].pod, POD2_IP);
+
+    for vip in [external_ip, lb_ip] {
+        let (tcp_peer, udp_peer) = exchange(&lab.ext, vip, LOCAL_PORT, &listener1, &udp1);
+        eprintln!("{vip}: the local pod saw TCP {tcp_peer}, UDP {udp_peer}");
+        assert_eq!(tcp_peer.ip(), IpAddr::V4(EXT_IP), "{vip}: client kept");
+        assert_eq!(udp_peer.ip(), IpAddr::V4(EXT_IP), "{vip}: client kept");
+
+        let (tcp_peer, udp_peer) = exchange(&lab.ext, vip, REMOTE_PORT, &listener2, &udp2);
+        eprintln!("{vip}: the remote pod saw TCP {tcp_peer}, UDP {udp_peer}");
+        for peer in [tcp_peer, udp_peer] {
+            assert_eq!(peer.ip(), IpAddr::V4(NODE1_IP), "{vip}: SNATed to node1");
+            assert!((NAT_MIN..=NAT_MAX).contains(&peer.port()), "{peer}");
+        }
+        let nat = dp1
+            .maps
+            .np_nat
+            .get(
+                &ct_key(
+                    POD2_IP,
+                    NODE1_IP,
+                    BACKEND_PORT,
+                    tcp_peer.port(),
+                    IPPROTO_TCP,
+                    0,
+                ),
+                0,
+            )
+            .expect("node1's mapping of the TCP flow");
+        assert_eq!(
+            (nat.client_addr, nat.frontend_addr, nat.frontend_port),
+            (be32(EXT_IP), be32(vip), be16(REMOTE_PORT)),
+            "{vip}"
+        );
+    }
     for (name, dp) in [("node1", &dp1), ("node2", &dp2)] {
         assert!(
             dp.maps.drop_counts().unwrap().is_empty(),

@@ -14,11 +14,11 @@ pub const TW_SVC_F_ETP_LOCAL: u16 = 0x0004;
 pub const TW_SVC_F_AFFINITY: u16 = 0x0008;
 /// `tw_lb4_service.flags`: an internal-scope twin of the frontend exists.
 pub const TW_SVC_F_TWO_SCOPES: u16 = 0x0010;
-/// `tw_lb4_service.flags`: the frontend is a LoadBalancer ingress IP (for
-/// readers; the programs do not test it).
+/// `tw_lb4_service.flags`: the frontend is a LoadBalancer ingress IP (the
+/// uplink program translates packets from outside to it).
 pub const TW_SVC_F_LOADBALANCER: u16 = 0x0020;
-/// `tw_lb4_service.flags`: the frontend is one of `spec.externalIPs` (for
-/// readers; the programs do not test it).
+/// `tw_lb4_service.flags`: the frontend is one of `spec.externalIPs` (the
+/// uplink program translates packets from outside to it).
 pub const TW_SVC_F_EXTERNAL_IP: u16 = 0x0040;
 
 /// `tw_lb4_backend.flags`: the backend runs on this node.

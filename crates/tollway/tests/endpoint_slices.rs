@@ -143,7 +143,7 @@ fn probe(lab: &Lab, place: &[&str], target: &str) -> Value {
 }
 
 #[test]
-fn selectorless_services_use_their_slices_and_load_balancers_their_node_ports() {
+fn selectorless_services_use_their_slices_and_load_balancers_their_node_ports_and_ips() {
     let lab = Lab::up("eps", 2);
     lab.apply_ok(PODS);
     lab.wait_ready("default");
@@ -208,7 +208,8 @@ fn selectorless_services_use_their_slices_and_load_balancers_their_node_ports() 
     wait_frontend(&lab, "node-1", &format!("{vip}:7000"), 0);
 
     // 3. A LoadBalancer: node ports as a NodePort's, from outside the
-    //    cluster through either node; its external IP from the pods.
+    //    cluster through either node; its external IP from the pods and
+    //    from outside.
     lab.apply_ok(&load_balancer());
     wait_frontend(&lab, "node-1", "172.18.0.2:30090", 1);
     wait_frontend(&lab, "node-2", "172.18.0.3:30090", 1);
@@ -230,6 +231,51 @@ fn selectorless_services_use_their_slices_and_load_balancers_their_node_ports() 
         );
         assert_eq!(first(&r).0, "ok", "{client}: {r}");
         assert_eq!(first(&r).2, "backend", "{client}: {r}");
+    }
+    // The external IP itself from outside, once the network sends it to a
+    // node (here a route of the external client, in the lab's namespace,
+    // as a router or MetalLB would): the node owns no such address, its
+    // uplink program translates the packet before the kernel routes it.
+    // Via node-2, the backend's node: DNAT, the client's address kept;
+    // via node-1: DNAT + SNAT to node-1's address. The probe's connection
+    // is to the external IP, so every answer comes from it.
+    for (via, seen) in [
+        ("172.18.0.3", "172.18.255.254"),
+        ("172.18.0.2", "172.18.0.2"),
+    ] {
+        lab.ok(&[
+            "lab",
+            "exec",
+            "--external",
+            "--",
+            "ip",
+            "route",
+            "replace",
+            &format!("{EXTERNAL_IP}/32"),
+            "via",
+            via,
+            "dev",
+            "eth0",
+        ]);
+        let r = probe(
+            &lab,
+            &["--external"],
+            &format!("http://{EXTERNAL_IP}:80/echo"),
+        );
+        let (result, _, body) = first(&r);
+        assert_eq!(result, "ok", "via {via}: {r}");
+        let echo: Value = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("via {via}: the echo is no JSON ({e}): {r}"));
+        assert_eq!(echo["pod"], "backend", "via {via}: {echo}");
+        let client = echo["client"].as_str().unwrap_or_default();
+        assert!(
+            client.starts_with(&format!("{seen}:")),
+            "via {via}: the backend must see {seen}, saw {client}"
+        );
+    }
+    let status = lab.ok(&["status", "--node", "node-1", "--verbose"]);
+    for line in ["- LoadBalancer:   Enabled", "- externalIPs:    Enabled"] {
+        assert!(status.contains(line), "{line}: {status}");
     }
     let svc = lab.json(&["get", "svc", "lb", "-o", "json"]);
     assert_eq!(svc["spec"]["ports"][0]["nodePort"], 30090, "{svc}");

@@ -422,9 +422,14 @@ pub fn status(lab: &str, args: StatusArgs) -> Result<ExitCode> {
             "Agent:                   Ok   (pid {pid}, started {}, last sync {} ops in {}us)",
             a.started, a.sync.ops, a.sync.duration_us
         ),
-        (Some(_), None) => {
-            println!("Agent:                   NOT running (the lab daemon restarts it)")
-        }
+        (Some(_), None) => println!(
+            "Agent:                   NOT running ({} restarts it)",
+            if kube.is_some() {
+                "the kubelet"
+            } else {
+                "the lab daemon"
+            }
+        ),
         (None, _) => println!("Agent:                   NOT reported"),
     }
     if let Some(a) = &agent {
@@ -614,8 +619,15 @@ pub fn status(lab: &str, args: StatusArgs) -> Result<ExitCode> {
         } else {
             println!("  - NodePort:       Disabled");
         }
-        println!("  - LoadBalancer:   Disabled");
-        println!("  - externalIPs:    Disabled");
+        // Served to pods and, at the uplink, to clients outside the
+        // cluster whose packets reach the node addressed to them.
+        let external = if a.kube_proxy_replacement && a.nodeport {
+            "Enabled"
+        } else {
+            "Disabled"
+        };
+        println!("  - LoadBalancer:   {external}");
+        println!("  - externalIPs:    {external}");
         println!("  - HostPort:       Disabled");
         println!("Programs:");
         for p in &a.programs {
