@@ -274,6 +274,23 @@ impl NodeRoutes {
         }
     }
 
+    /// `ip route OP <cidr> via <node> dev <uplink> proto 186`.
+    fn route(&self, op: &str, r: &NodeRoute) -> Result<String, AgentError> {
+        let (cidr, via) = (r.cidr.to_string(), r.via.to_string());
+        let proto = ROUTE_PROTO.to_string();
+        ip(&[
+            "route",
+            op,
+            &cidr,
+            "via",
+            &via,
+            "dev",
+            &self.uplink,
+            "proto",
+            &proto,
+        ])
+    }
+
     fn try_reconcile<'a>(
         &mut self,
         nodes: impl IntoIterator<Item = &'a Node>,
@@ -285,22 +302,9 @@ impl NodeRoutes {
             Some(a) => a,
             None => installed(&self.uplink)?,
         };
-        let proto = ROUTE_PROTO.to_string();
         let mut now = have.clone();
         for r in have.difference(&want) {
-            let cidr = r.cidr.to_string();
-            let via = r.via.to_string();
-            match ip(&[
-                "route",
-                "del",
-                &cidr,
-                "via",
-                &via,
-                "dev",
-                &self.uplink,
-                "proto",
-                &proto,
-            ]) {
+            match self.route("del", r) {
                 Ok(_) => {
                     tracing::info!(route = %r, "removed node route");
                     now.remove(r);
@@ -310,19 +314,7 @@ impl NodeRoutes {
         }
         let mut result = Ok(());
         for r in want.difference(&have) {
-            let cidr = r.cidr.to_string();
-            let via = r.via.to_string();
-            match ip(&[
-                "route",
-                "replace",
-                &cidr,
-                "via",
-                &via,
-                "dev",
-                &self.uplink,
-                "proto",
-                &proto,
-            ]) {
+            match self.route("replace", r) {
                 Ok(_) => {
                     tracing::info!(route = %r, "installed node route");
                     now.insert(*r);

@@ -118,30 +118,6 @@ fn wait_frontend(lab: &Lab, node: &str, frontend: &str, backends: usize) -> Valu
     )
 }
 
-fn probe(lab: &Lab, place: &[&str], target: &str) -> Value {
-    let mut args = vec!["lab", "exec"];
-    args.extend_from_slice(place);
-    args.extend([
-        "--",
-        "tollway",
-        "workload",
-        "probe",
-        target,
-        "--timeout-ms",
-        "2000",
-        "-o",
-        "json",
-    ]);
-    let out = lab.tw(&args);
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "probe {target} from {place:?}: not JSON ({e}): {} {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
-}
-
 #[test]
 fn selectorless_services_use_their_slices_and_load_balancers_their_node_ports_and_ips() {
     let lab = Lab::up("eps", 2);
@@ -160,14 +136,14 @@ fn selectorless_services_use_their_slices_and_load_balancers_their_node_ports_an
     assert_eq!(row["backends"][0]["address"], format!("{ip}:9000"), "{row}");
     wait_frontend(&lab, "node-1", &format!("{vip}:80"), 1);
     for client in ["sock-1", "tc-1"] {
-        let r = probe(&lab, &[client], &format!("tcp://{vip}:7000"));
+        let r = lab.probe_in(&[client], &format!("tcp://{vip}:7000"));
         let (result, _, body) = first(&r);
         assert_eq!(result, "ok", "{client}: {r}");
         assert!(
             body.contains("backend"),
             "{client}: the backend answers: {r}"
         );
-        let r = probe(&lab, &[client], &format!("http://{vip}:80/hostname"));
+        let r = lab.probe_in(&[client], &format!("http://{vip}:80/hostname"));
         assert_eq!(first(&r).0, "ok", "{client}: {r}");
         assert_eq!(first(&r).2, "backend", "{client}: {r}");
     }
@@ -193,7 +169,7 @@ fn selectorless_services_use_their_slices_and_load_balancers_their_node_ports_an
     lab.apply_ok(&slice(&ip, false));
     wait_frontend(&lab, "node-1", &format!("{vip}:7000"), 0);
     for client in ["sock-1", "tc-1"] {
-        let r = probe(&lab, &[client], &format!("tcp://{vip}:7000"));
+        let r = lab.probe_in(&[client], &format!("tcp://{vip}:7000"));
         assert_eq!(first(&r).0, "refused", "{client}: {r}");
         assert!(
             r["attempts"][0]["latency_us"].as_u64().unwrap() < 1_000_000,
@@ -215,20 +191,12 @@ fn selectorless_services_use_their_slices_and_load_balancers_their_node_ports_an
     wait_frontend(&lab, "node-2", "172.18.0.3:30090", 1);
     wait_frontend(&lab, "node-1", &format!("{EXTERNAL_IP}:80"), 1);
     for node_ip in ["172.18.0.2", "172.18.0.3"] {
-        let r = probe(
-            &lab,
-            &["--external"],
-            &format!("http://{node_ip}:30090/hostname"),
-        );
+        let r = lab.probe_in(&["--external"], &format!("http://{node_ip}:30090/hostname"));
         assert_eq!(first(&r).0, "ok", "via {node_ip}: {r}");
         assert_eq!(first(&r).2, "backend", "via {node_ip}: {r}");
     }
     for client in ["sock-1", "tc-1"] {
-        let r = probe(
-            &lab,
-            &[client],
-            &format!("http://{EXTERNAL_IP}:80/hostname"),
-        );
+        let r = lab.probe_in(&[client], &format!("http://{EXTERNAL_IP}:80/hostname"));
         assert_eq!(first(&r).0, "ok", "{client}: {r}");
         assert_eq!(first(&r).2, "backend", "{client}: {r}");
     }
@@ -257,11 +225,7 @@ fn selectorless_services_use_their_slices_and_load_balancers_their_node_ports_an
             "dev",
             "eth0",
         ]);
-        let r = probe(
-            &lab,
-            &["--external"],
-            &format!("http://{EXTERNAL_IP}:80/echo"),
-        );
+        let r = lab.probe_in(&["--external"], &format!("http://{EXTERNAL_IP}:80/echo"));
         let (result, _, body) = first(&r);
         assert_eq!(result, "ok", "via {via}: {r}");
         let echo: Value = serde_json::from_str(&body)

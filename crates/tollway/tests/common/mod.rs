@@ -133,7 +133,9 @@ impl Lab {
         self.probe_in(&["--node", node], target)
     }
 
-    fn probe_in(&self, place: &[&str], target: &str) -> Value {
+    /// `tollway workload probe TARGET` run by `lab exec PLACE...` (a pod
+    /// name, `--node N`, `--external`).
+    pub fn probe_in(&self, place: &[&str], target: &str) -> Value {
         let mut args = vec!["lab", "exec"];
         args.extend_from_slice(place);
         args.extend([
