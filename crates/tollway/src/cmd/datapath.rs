@@ -594,7 +594,16 @@ pub fn status(lab: &str, args: StatusArgs) -> Result<ExitCode> {
             "  Socket LB:              {}",
             if a.socket_lb { "Enabled" } else { "Disabled" }
         );
-        println!("  Socket LB Coverage:     Full (the pod cgroups of {node})");
+        let coverage = a
+            .programs
+            .iter()
+            .find(|p| p.hook.starts_with("cgroup"))
+            .and_then(|p| p.targets.first())
+            .map_or_else(
+                || format!("the pod cgroups of {node}"),
+                |c| format!("cgroup {c}"),
+            );
+        println!("  Socket LB Coverage:     Full ({coverage})");
         println!(
             "  Devices:                {}   {} (Direct Routing)",
             a.uplink, a.node_ip
