@@ -26,6 +26,31 @@ pub fn kube_dns_ip(cfg: &LabConfig) -> Ipv4Addr {
     Ipv4Addr::from(net.saturating_add(10))
 }
 
+/// The cluster's DNS domain (kubelet's `--cluster-domain`).
+pub const CLUSTER_DOMAIN: &str = "cluster.local";
+
+/// The `/etc/resolv.conf` kubelet gives a pod of `namespace` with
+/// `dnsPolicy: ClusterFirst` (the default): the cluster DNS first, with
+/// the namespace's, the cluster's services' and the cluster's search
+/// domains and `ndots:5`, so that `web`, `web.shop` and
+/// `web.shop.svc.cluster.local` all resolve. Only cluster names resolve:
+/// the lab's DNS does not forward.
+pub fn pod_resolv_conf(namespace: &str, dns: Ipv4Addr) -> String {
+    format!(
+        "search {namespace}.svc.{CLUSTER_DOMAIN} svc.{CLUSTER_DOMAIN} {CLUSTER_DOMAIN}\nnameserver {dns}\noptions ndots:5\n"
+    )
+}
+
+/// Whether a pod's `dnsPolicy` asks for the cluster's DNS (unset and
+/// `ClusterFirst`, and `ClusterFirstWithHostNet`); `Default` and `None`
+/// keep the node's resolver configuration.
+pub fn uses_cluster_dns(dns_policy: Option<&str>) -> bool {
+    matches!(
+        dns_policy,
+        None | Some("ClusterFirst") | Some("ClusterFirstWithHostNet")
+    )
+}
+
 /// The DNS add-on's manifests (a Deployment, then its Service).
 pub fn kube_dns_manifest(lab: &str, ip: Ipv4Addr) -> String {
     // A lab under another state root: the DNS pod must read the same store.

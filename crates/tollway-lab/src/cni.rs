@@ -76,6 +76,7 @@ fn call(
         netns: Some(paths.node_netns(&node.name)),
         cgroup: None,
         new_session: false,
+        resolv_conf: None,
     })?;
     let mut cmd = Command::new(exe);
     cmd.arg("cni")

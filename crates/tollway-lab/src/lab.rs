@@ -262,6 +262,7 @@ fn start_daemon(paths: &LabPaths) -> Result<()> {
         netns: None,
         cgroup: Some(paths.system_cgroup()?),
         new_session: true,
+        resolv_conf: None,
     })?;
     let mut cmd = std::process::Command::new(&exe);
     cmd.args(["lab", "daemon", "--lab", &paths.lab])
@@ -609,10 +610,13 @@ pub fn exec_pod_with(
         ("TOLLWAY_LAB".to_string(), lab.to_string()),
         ("TOLLWAY_NODE".to_string(), node.clone()),
     ];
+    // The pod's resolv.conf, as its containers have it.
+    let resolv = paths.pod_dir(namespace, pod).join("resolv.conf");
     let placement = Placement {
         netns: Some(netns_name),
         cgroup: Some(paths.pod_cgroup(&node, namespace, pod)?),
         new_session: false,
+        resolv_conf: resolv.exists().then_some(resolv),
     };
     run_placed(argv, &placement, &env, output)
 }
@@ -632,6 +636,7 @@ pub fn exec_node(lab: &str, node: &str, argv: &[String]) -> Result<i32> {
         netns: Some(paths.node_netns(node)),
         cgroup: Some(paths.system_cgroup()?),
         new_session: false,
+        resolv_conf: None,
     };
     run_placed(argv, &placement, &env, Output::Inherit).map(|(code, _)| code)
 }
@@ -647,6 +652,7 @@ pub fn exec_external(lab: &str, argv: &[String]) -> Result<i32> {
         netns: Some(paths.external_netns()),
         cgroup: Some(paths.system_cgroup()?),
         new_session: false,
+        resolv_conf: None,
     };
     run_placed(argv, &placement, &env, Output::Inherit).map(|(code, _)| code)
 }

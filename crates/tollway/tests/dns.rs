@@ -178,5 +178,64 @@ spec:
         "{text}"
     );
 
+    // Pods have kubelet's ClusterFirst resolv.conf, so the system
+    // resolver (getaddrinfo) finds Services by their short names too.
+    let resolv = lab.ok(&["lab", "exec", "client", "--", "cat", "/etc/resolv.conf"]);
+    assert_eq!(
+        resolv,
+        "search default.svc.cluster.local svc.cluster.local cluster.local\nnameserver 10.96.0.10\noptions ndots:5\n"
+    );
+    // dnsPolicy: Default keeps the node's resolver configuration (the
+    // host's own file is untouched); a web Service to reach by name.
+    lab.apply_ok(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: hostdns}}
+spec:
+  nodeName: {other}
+  dnsPolicy: Default
+  containers:
+  - name: c
+    command: [sleep, "3600"]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: web, labels: {{app: web}}}}
+spec:
+  nodeName: {dns_node}
+  containers:
+  - name: c
+    command: [tollway, workload, serve, --http, "8080"]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: web}}
+spec:
+  selector: {{app: web}}
+  ports:
+  - {{port: 80, targetPort: 8080}}
+"#
+    ));
+    lab.wait_ready("default");
+    for target in [
+        "http://web/hostname",
+        "http://web.default/hostname",
+        "http://web.default.svc.cluster.local/hostname",
+    ] {
+        let r = lab.eventually(Duration::from_secs(10), target, || {
+            let r = lab.probe_in(&["client"], target);
+            (common::first(&r).0 == "ok").then_some(r)
+        });
+        assert_eq!(common::first(&r).2, "web", "{target}: {r}");
+    }
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let in_pod = lab.ok(&["lab", "exec", "hostdns", "--", "cat", "/etc/resolv.conf"]);
+    assert_eq!(in_pod, host);
+    assert!(
+        !host.contains("10.96.0.10"),
+        "the host's resolv.conf changed: {host}"
+    );
+
     lab.down();
 }

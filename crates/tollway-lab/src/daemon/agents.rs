@@ -75,6 +75,7 @@ fn start(
         netns: Some(paths.node_netns(node)),
         cgroup: Some(paths.system_cgroup()?),
         new_session: true,
+        resolv_conf: None,
     })?;
     let mut cmd = tokio::process::Command::new(exe);
     cmd.args(["agent", "--lab", &paths.lab, "--node", node])

@@ -350,6 +350,20 @@ impl Kubelet {
         let ns = rt.pod.metadata.namespace_or_default().to_string();
         let pod_dir = self.paths.pod_dir(&ns, &rt.pod.metadata.name);
         let _ = std::fs::create_dir_all(&pod_dir);
+        // As kubelet does for ClusterFirst: the pod's own resolv.conf.
+        let resolv_conf = crate::addons::uses_cluster_dns(rt.pod.spec.dns_policy.as_deref())
+            .then(|| {
+                let path = pod_dir.join("resolv.conf");
+                let text = crate::addons::pod_resolv_conf(&ns, crate::addons::kube_dns_ip(&self.cfg));
+                match std::fs::write(&path, text) {
+                    Ok(()) => Some(path),
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), error = %e, "cannot write the pod's resolv.conf; it gets the node's");
+                        None
+                    }
+                }
+            })
+            .flatten();
         let restart = RestartPolicy::parse(rt.pod.restart_policy());
         for c in &rt.pod.spec.containers {
             let env = ctx.env(c);
@@ -371,6 +385,7 @@ impl Kubelet {
                     netns: Some(rt.netns.clone()),
                     cgroup: Some(rt.cgroup.clone()),
                     new_session: true,
+                    resolv_conf: resolv_conf.clone(),
                 },
                 restart,
                 adopt: adopted.remove(&c.name),

@@ -19,6 +19,17 @@ pub struct Placement {
     /// Start a new session (so that the process outlives its parent's
     /// terminal and can be signalled as a group).
     pub new_session: bool,
+    /// The pod's `/etc/resolv.conf` (kubelet's ClusterFirst file): the
+    /// process gets a mount namespace of its own (a slave of the host's, so
+    /// the host's later mounts still reach it) with this file bound over
+    /// `/etc/resolv.conf`. None: the host's.
+    pub resolv_conf: Option<PathBuf>,
+}
+
+/// The C strings a resolv.conf bind mount needs, made before the fork.
+struct ResolvMount {
+    source: std::ffi::CString,
+    target: std::ffi::CString,
 }
 
 /// A `pre_exec` hook that moves the child into its place. Files are opened
@@ -41,6 +52,27 @@ pub fn pre_exec_hook(
         None => None,
     };
     let new_session = p.new_session;
+    let target = Path::new("/etc/resolv.conf");
+    // Without a file to bind over (a host with no resolv.conf), the host's
+    // nothing stays.
+    let resolv = match &p.resolv_conf {
+        Some(src) if target.exists() => {
+            let c = |p: &Path| {
+                std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).map_err(|_| {
+                    LabError::io(
+                        "naming",
+                        p.to_path_buf(),
+                        io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"),
+                    )
+                })
+            };
+            Some(ResolvMount {
+                source: c(src)?,
+                target: c(target)?,
+            })
+        }
+        _ => None,
+    };
     Ok(move || {
         // SAFETY: plain system calls on descriptors owned by this closure,
         // with no allocation: allowed between fork and exec.
@@ -58,6 +90,32 @@ pub fn pre_exec_hook(
             }
             if new_session && libc::setsid() < 0 {
                 return Err(io::Error::last_os_error());
+            }
+            if let Some(m) = &resolv {
+                if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                let root = c"/";
+                if libc::mount(
+                    std::ptr::null(),
+                    root.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_SLAVE,
+                    std::ptr::null(),
+                ) != 0
+                {
+                    return Err(io::Error::last_os_error());
+                }
+                if libc::mount(
+                    m.source.as_ptr(),
+                    m.target.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND,
+                    std::ptr::null(),
+                ) != 0
+                {
+                    return Err(io::Error::last_os_error());
+                }
             }
         }
         Ok(())
