@@ -21,6 +21,7 @@ pub mod endpoints;
 mod error;
 pub mod flows;
 mod follow;
+pub mod healthcheck;
 pub mod inspect;
 pub mod inspect_policy;
 pub mod policy;
@@ -96,6 +97,9 @@ struct Agent {
     services: bool,
     /// The record directory's mtime at the last look.
     records_mtime: Option<std::time::SystemTime>,
+    /// The health-check node ports' server (None: it could not start, or
+    /// services are left to kube-proxy, which serves them then).
+    health_checks: Option<healthcheck::HealthChecks>,
 }
 
 fn now_rfc3339() -> String {
@@ -455,6 +459,17 @@ fn start(setup: NodeSetup, flow_cfg: flows::FlowConfig) -> Result<Agent, AgentEr
         cni_endpoints: setup.cni_endpoints,
         services: setup.services,
         records_mtime: None,
+        health_checks: if setup.services {
+            match healthcheck::HealthChecks::start() {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    tracing::error!(error = %e, "the health-check node port server did not start");
+                    None
+                }
+            }
+        } else {
+            None
+        },
     })
 }
 
@@ -628,6 +643,9 @@ impl Agent {
         }
         if let Some(state) = self.lb_state.as_mut() {
             state.commit();
+            if let Some(h) = &self.health_checks {
+                h.set(healthcheck::entries(state, self.node_ctx.node_ip));
+            }
             if !ops.is_empty()
                 || !delta.services.is_empty()
                 || !delta.pods.is_empty()
@@ -731,6 +749,11 @@ impl Agent {
 
     fn write_status(&mut self) {
         self.status.heartbeat = now_rfc3339();
+        if let Some(h) = &self.health_checks {
+            let (served, failed) = h.report();
+            self.status.health_check_node_ports = served;
+            self.status.health_check_errors = failed;
+        }
         self.status.flows = self.flows.as_ref().map(flows::FlowService::report);
         if let Err(e) = self.status.write(&self.node_dir) {
             tracing::warn!(error = %e, "cannot write the status file");
@@ -756,6 +779,9 @@ impl Agent {
             tollway_lb::apply_to(&mut self.mirror, op);
         }
         state.commit();
+        if let Some(h) = &self.health_checks {
+            h.set(healthcheck::entries(&state, self.node_ctx.node_ip));
+        }
         self.lb_state = Some(state);
         let local = self.attach_pods(&pods)?;
         self.sync_policy(snap, &local);

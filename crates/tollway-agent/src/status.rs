@@ -125,6 +125,13 @@ pub struct AgentStatus {
     /// The CNI plugin's endpoint records.
     #[serde(default)]
     pub cni_endpoints: CniEndpointsReport,
+    /// Health-check node ports served (`<port> <namespace>/<name> <local
+    /// endpoints>`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub health_check_node_ports: Vec<String>,
+    /// Health-check node ports that could not be bound, with why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub health_check_errors: Vec<String>,
 }
 
 fn yes() -> bool {

@@ -68,6 +68,11 @@ pub struct ServiceSpec {
     /// `LoadBalancer`: whether node ports are allocated (default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allocate_load_balancer_node_ports: Option<bool>,
+    /// `LoadBalancer` with `externalTrafficPolicy: Local`: the node port on
+    /// which each node answers a load balancer's health check (200 with
+    /// local endpoints, 503 without), allocated when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check_node_port: Option<i64>,
     /// `Cluster` (default) or `Local`, for in-cluster traffic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub internal_traffic_policy: Option<TrafficPolicy>,
@@ -237,6 +242,13 @@ impl Service {
             ServiceType::ClusterIP => !self.spec.external_ips.is_empty(),
             ServiceType::ExternalName => false,
         }
+    }
+
+    /// Whether the service needs a health-check node port: a LoadBalancer
+    /// with `externalTrafficPolicy: Local`.
+    pub fn needs_health_check_node_port(&self) -> bool {
+        self.service_type() == ServiceType::LoadBalancer
+            && self.spec.external_traffic_policy == Some(TrafficPolicy::Local)
     }
 
     /// Whether the service gets node ports: NodePort services, and

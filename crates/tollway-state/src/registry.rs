@@ -112,7 +112,13 @@ impl Allocations {
         if let Some(ip) = ip {
             self.cluster_ips.insert(ip, k.clone());
         }
-        let ports: Vec<i64> = s.spec.ports.iter().filter_map(|p| p.node_port).collect();
+        let ports: Vec<i64> = s
+            .spec
+            .ports
+            .iter()
+            .filter_map(|p| p.node_port)
+            .chain(s.spec.health_check_node_port)
+            .collect();
         for np in &ports {
             self.node_ports.insert(*np, k.clone());
         }
@@ -456,6 +462,15 @@ fn allocate_service(
     let allocate = svc.allocates_node_ports();
     let range = i64::from(*cfg.node_port_range.start())..=i64::from(*cfg.node_port_range.end());
     let mut mine: BTreeSet<i64> = BTreeSet::new();
+    // A health-check port asked for is not handed out to a port below.
+    let asked_hc = svc
+        .needs_health_check_node_port()
+        .then(|| {
+            svc.spec
+                .health_check_node_port
+                .or(old.and_then(|o| o.spec.health_check_node_port))
+        })
+        .flatten();
     for i in 0..svc.spec.ports.len() {
         let port = &svc.spec.ports[i];
         let old_np = old.and_then(|o| {
@@ -491,9 +506,9 @@ fn allocate_service(
             }
             None if !allocate => continue,
             None => {
-                let free = range
-                    .clone()
-                    .find(|p| !alloc.port_taken(*p, &me) && !mine.contains(p));
+                let free = range.clone().find(|p| {
+                    !alloc.port_taken(*p, &me) && !mine.contains(p) && Some(*p) != asked_hc
+                });
                 match free {
                     Some(p) => {
                         mine.insert(p);
@@ -511,6 +526,42 @@ fn allocate_service(
             }
         };
         svc.spec.ports[i].node_port = Some(np);
+    }
+
+    // The health-check node port of a LoadBalancer with
+    // externalTrafficPolicy: Local (kept across updates, as the API server
+    // does).
+    if !svc.needs_health_check_node_port() {
+        return;
+    }
+    let field = "spec.healthCheckNodePort";
+    match svc
+        .spec
+        .health_check_node_port
+        .or(old.and_then(|o| o.spec.health_check_node_port))
+    {
+        Some(np) if !range.contains(&np) => errs.push(field_error(
+            d,
+            field,
+            format!(
+                "{np} is outside the node port range {}-{}",
+                range.start(),
+                range.end()
+            ),
+        )),
+        Some(np) if alloc.port_taken(np, &me) || !mine.insert(np) => {
+            errs.push(field_error(d, field, format!("{np} is already allocated")))
+        }
+        Some(np) => svc.spec.health_check_node_port = Some(np),
+        None => {
+            match range
+                .clone()
+                .find(|p| !alloc.port_taken(*p, &me) && !mine.contains(p))
+            {
+                Some(p) => svc.spec.health_check_node_port = Some(p),
+                None => errs.push(field_error(d, field, "the node port range is full")),
+            }
+        }
     }
 }
 

@@ -195,6 +195,49 @@ fn load_balancers_get_node_ports_and_external_names_no_cluster_ip() {
 }
 
 #[test]
+fn local_load_balancers_get_a_health_check_node_port() {
+    let (_d, s) = store();
+    let local = "  type: LoadBalancer\n  externalTrafficPolicy: Local\n";
+    apply(&s, &format!("{NS}{}", svc("lb", local))).unwrap();
+    let lb = get_svc(&s, "lb");
+    assert_eq!(lb.spec.ports[0].node_port, Some(30000));
+    assert_eq!(lb.spec.health_check_node_port, Some(30001));
+    // Kept on re-apply; the next service's ports avoid it.
+    apply(&s, &svc("lb", local)).unwrap();
+    assert_eq!(get_svc(&s, "lb").spec.health_check_node_port, Some(30001));
+    apply(&s, &svc("np", "  type: NodePort\n")).unwrap();
+    assert_eq!(get_svc(&s, "np").spec.ports[0].node_port, Some(30002));
+    // A given one that is taken is refused; Cluster policy gives it back.
+    let e = apply(
+        &s,
+        &svc("lb2", &format!("{local}  healthCheckNodePort: 30002\n")),
+    )
+    .unwrap_err();
+    assert!(
+        e[0].contains("spec.healthCheckNodePort: 30002 is already allocated"),
+        "{e:?}"
+    );
+    apply(&s, &svc("lb", "  type: LoadBalancer\n")).unwrap();
+    assert_eq!(get_svc(&s, "lb").spec.health_check_node_port, None);
+    apply(
+        &s,
+        &svc("lb2", &format!("{local}  healthCheckNodePort: 30001\n")),
+    )
+    .unwrap();
+    assert_eq!(get_svc(&s, "lb2").spec.health_check_node_port, Some(30001));
+    // Only for LoadBalancers with Local policy.
+    let e = apply(
+        &s,
+        &svc("np2", "  type: NodePort\n  healthCheckNodePort: 30100\n"),
+    )
+    .unwrap_err();
+    assert!(
+        e[0].contains("spec.healthCheckNodePort: may only be set"),
+        "{e:?}"
+    );
+}
+
+#[test]
 fn endpoint_slices_are_applied_and_deleted() {
     let (_d, s) = store();
     let es = "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: db-1\n  namespace: payments\n  labels: {kubernetes.io/service-name: db}\naddressType: IPv4\nendpoints:\n- addresses: [10.244.1.5]\nports:\n- {name: pg, port: 5432}\n";

@@ -115,6 +115,16 @@ pub(crate) fn validate(s: &Service, e: &mut Errs) {
             "may only be set for externally-accessible services (NodePort, LoadBalancer, or with spec.externalIPs)",
         );
     }
+    if let Some(p) = spec.health_check_node_port {
+        if !s.needs_health_check_node_port() {
+            e.add(
+                "spec.healthCheckNodePort",
+                "may only be set when spec.type is LoadBalancer and spec.externalTrafficPolicy is Local",
+            );
+        } else {
+            e.check("spec.healthCheckNodePort", port_range(p));
+        }
+    }
     if spec.allocate_load_balancer_node_ports.is_some() && ty != ServiceType::LoadBalancer {
         e.add(
             "spec.allocateLoadBalancerNodePorts",

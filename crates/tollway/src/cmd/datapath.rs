@@ -638,6 +638,15 @@ pub fn status(lab: &str, args: StatusArgs) -> Result<ExitCode> {
         println!("  - LoadBalancer:   {external}");
         println!("  - externalIPs:    {external}");
         println!("  - HostPort:       Disabled");
+        if !a.health_check_node_ports.is_empty() || !a.health_check_errors.is_empty() {
+            println!("  Health-check node ports (port service local-endpoints):");
+            for h in &a.health_check_node_ports {
+                println!("  - {h}");
+            }
+            for e in &a.health_check_errors {
+                println!("  - cannot serve {e}");
+            }
+        }
         println!("Programs:");
         for p in &a.programs {
             let shown: Vec<&str> = p.targets.iter().take(4).map(String::as_str).collect();
