@@ -17,7 +17,8 @@ const IPPROTO_UDP: u8 = 17;
 
 /// The resolver of node `node`: every pod of the cluster by address (with
 /// its security labels, identity and owner), this node's pods by cgroup,
-/// services by frontend (cluster IPs and this node's node ports) and by
+/// services by frontend (cluster, external and load-balancer IPs, and this
+/// node's node ports) and by
 /// the rev NAT index the maps give them (`mirror`), and every identity's
 /// labels.
 pub fn build(
@@ -89,11 +90,16 @@ pub fn build(
             name: svc.metadata.name.clone(),
             namespace: svc.metadata.namespace_or_default().to_string(),
         };
+        // Every address the service answers on at its ports: cluster IPs,
+        // external IPs and the load balancer's ingress IPs.
         let ips: Vec<Ipv4Addr> = svc
             .spec
             .cluster_ip
             .iter()
             .chain(svc.spec.cluster_ips.iter())
+            .chain(svc.spec.external_ips.iter())
+            .map(String::as_str)
+            .chain(svc.load_balancer_ips())
             .filter_map(|ip| ip.parse().ok())
             .collect();
         for port in &svc.spec.ports {
@@ -127,4 +133,38 @@ fn label_key(set: &tollway_policy::LabelSet) -> String {
     let mut v: Vec<String> = set.iter().map(ToString::to_string).collect();
     v.sort();
     v.join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn services_are_named_at_every_address_they_answer_on() {
+        let yaml = "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\nspec:\n  type: LoadBalancer\n  clusterIP: 10.96.0.20\n  externalIPs: [192.0.2.10]\n  selector: {app: web}\n  ports:\n  - {port: 80, nodePort: 30080}\nstatus:\n  loadBalancer:\n    ingress: [{ip: 203.0.113.7}]\n";
+        let docs = tollway_api::parse_documents("svc.yaml", yaml).unwrap();
+        let obj = tollway_api::decode(&docs[0]).unwrap().object;
+        let mut snap = Snapshot::default();
+        snap.objects.insert(obj.key(), obj);
+        let node_ip: Ipv4Addr = "172.18.0.2".parse().unwrap();
+        let r = build(
+            &snap,
+            "node-a",
+            node_ip,
+            &LabPaths::new("resolver-test"),
+            &Applied::default(),
+        );
+        for ip in ["10.96.0.20", "192.0.2.10", "203.0.113.7"] {
+            let key = (ip.parse().unwrap(), 80, IPPROTO_TCP);
+            assert_eq!(
+                r.services_by_frontend.get(&key).map(|s| s.name.as_str()),
+                Some("web"),
+                "{ip}"
+            );
+        }
+        assert!(
+            r.services_by_frontend
+                .contains_key(&(node_ip, 30080, IPPROTO_TCP))
+        );
+    }
 }
