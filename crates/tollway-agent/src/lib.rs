@@ -16,6 +16,7 @@
 //! --kubernetes`), which also allocates the identities of the node's pods
 //! and reports its connection in the status.
 
+pub mod cgroups;
 pub mod ctgc;
 pub mod endpoints;
 mod error;
@@ -31,7 +32,6 @@ mod sync;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
-use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -97,6 +97,9 @@ struct Agent {
     services: bool,
     /// The record directory's mtime at the last look.
     records_mtime: Option<std::time::SystemTime>,
+    /// Kubernetes: the cgroup2 root below which kubelet makes the pods'
+    /// cgroups (None: the lab's naming).
+    kube_cgroups: Option<PathBuf>,
     /// The health-check node ports' server (None: it could not start, or
     /// services are left to kube-proxy, which serves them then).
     health_checks: Option<healthcheck::HealthChecks>,
@@ -374,9 +377,9 @@ fn start(setup: NodeSetup, flow_cfg: flows::FlowConfig) -> Result<Agent, AgentEr
             });
         }
     }
-    let node_cgroup = match setup.cgroup {
-        CgroupSpec::LabNode => paths.node_cgroup(node)?,
-        CgroupSpec::Path(p) => p,
+    let (node_cgroup, kube_cgroups) = match setup.cgroup {
+        CgroupSpec::LabNode => (paths.node_cgroup(node)?, None),
+        CgroupSpec::Path(p) => (p.clone(), Some(p)),
     };
     if socket_lb && datapath.attach_cgroup(&node_cgroup)?.is_some() {
         for (_, p, hook) in SOCK_PROGRAMS {
@@ -459,6 +462,7 @@ fn start(setup: NodeSetup, flow_cfg: flows::FlowConfig) -> Result<Agent, AgentEr
         cni_endpoints: setup.cni_endpoints,
         services: setup.services,
         records_mtime: None,
+        kube_cgroups,
         health_checks: if setup.services {
             match healthcheck::HealthChecks::start() {
                 Ok(h) => Some(h),
@@ -678,6 +682,17 @@ impl Agent {
         Ok(true)
     }
 
+    /// Where this node's pods' cgroups are.
+    fn pod_cgroups(&self) -> cgroups::PodCgroups {
+        match &self.kube_cgroups {
+            Some(root) => cgroups::PodCgroups::scan(root),
+            None => cgroups::PodCgroups::Lab {
+                paths: self.paths.clone(),
+                node: self.node.clone(),
+            },
+        }
+    }
+
     /// Whether the CNI plugin's record directory changed (a record came or
     /// went) since the last look.
     fn records_changed(&mut self) -> bool {
@@ -739,7 +754,7 @@ impl Agent {
                 snap,
                 &self.node,
                 self.node_ctx.node_ip,
-                &self.paths,
+                &self.pod_cgroups(),
                 &self.mirror,
             ));
         }
@@ -847,6 +862,7 @@ impl Agent {
         let mut local = Vec::new();
         let mut skip = BTreeSet::new();
         let records = endpoints::EndpointIndex::load(&self.cni_endpoints);
+        let cgroup_layout = self.pod_cgroups();
         let mut without_record = Vec::new();
         for p in pods
             .iter()
@@ -905,12 +921,7 @@ impl Agent {
                 .get(SOCKET_LB_ANNOTATION)
                 .is_some_and(|v| matches!(v.as_str(), "false" | "disabled" | "off"));
             if wants_tc {
-                let ns = p.metadata.namespace_or_default();
-                if let Ok(cg) = self.paths.pod_cgroup(&self.node, ns, &p.metadata.name)
-                    && let Ok(meta) = std::fs::metadata(&cg)
-                {
-                    skip.insert(meta.ino());
-                }
+                skip.extend(cgroup_layout.ids(p));
             }
         }
         self.attached_ifaces = live;

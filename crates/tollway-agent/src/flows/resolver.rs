@@ -3,12 +3,10 @@
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
-use std::os::unix::fs::MetadataExt;
 
 use tollway_api::Protocol;
 use tollway_flow::decode::{EndpointInfo, ServiceRef, StaticResolver};
 use tollway_flow::model::Workload;
-use tollway_lab::LabPaths;
 use tollway_lb::Applied;
 use tollway_state::Snapshot;
 
@@ -25,7 +23,7 @@ pub fn build(
     snap: &Snapshot,
     node: &str,
     node_ip: Ipv4Addr,
-    paths: &LabPaths,
+    cgroups: &crate::cgroups::PodCgroups,
     mirror: &Applied,
 ) -> StaticResolver {
     let mut r = StaticResolver::new();
@@ -75,11 +73,10 @@ pub fn build(
             labels,
             workloads,
         };
-        if pod.spec.node_name.as_deref() == Some(node)
-            && let Ok(cg) = paths.pod_cgroup(node, ns, &pod.metadata.name)
-            && let Ok(meta) = std::fs::metadata(&cg)
-        {
-            r.add_cgroup(meta.ino(), info.clone());
+        if pod.spec.node_name.as_deref() == Some(node) {
+            for id in cgroups.ids(pod) {
+                r.add_cgroup(id, info.clone());
+            }
         }
         r.add_endpoint(info);
     }
@@ -151,7 +148,10 @@ mod tests {
             &snap,
             "node-a",
             node_ip,
-            &LabPaths::new("resolver-test"),
+            &crate::cgroups::PodCgroups::Lab {
+                paths: tollway_lab::LabPaths::new("resolver-test"),
+                node: "node-a".into(),
+            },
             &Applied::default(),
         );
         for ip in ["10.96.0.20", "192.0.2.10", "203.0.113.7"] {
