@@ -107,7 +107,8 @@ static __always_inline struct tw_event *tw_ev_begin(struct __sk_buff *skb, struc
 	struct tw_event *ev;
 	__u32 off, cap;
 
-	if (tw_pkt_is_dns(pkt)) {
+	/* A later fragment of a DNS message has none of its header. */
+	if (tw_pkt_is_dns(pkt) && !tw_pkt_later_frag(pkt)) {
 		ev = bpf_ringbuf_reserve(&tw_events, sizeof(*ev) + TW_EVENTS_CAP_MAX, 0);
 		if (!ev) {
 			tw_ev_lost();

@@ -281,6 +281,12 @@ static __always_inline int tw_lb4_xlate(struct __sk_buff *skb, struct tw_pkt *pk
 
 	/* 2. A new connection (or its backend vanished): choose. */
 	if (!backend_id) {
+		/* A later IPv4 fragment opens nothing: its first fragment
+		 * wrote the service entry once the policy allowed the flow,
+		 * or never passed here, or was dropped (a backend chosen now
+		 * might not even be the first fragment's). */
+		if (tw_pkt_later_frag(pkt))
+			return tw_drop_pkt(skb, pkt, TW_DROP_FRAG_NOT_FOUND);
 		backend_id = tw_lb4_select(&key, &svc, pkt, now, &backend);
 		if (!backend_id) {
 			pkt->rev_nat = svc.rev_nat_index;

@@ -2,8 +2,9 @@
 /*
  * Every map of the node datapath, shared by all programs (lxc.c, sock.c,
  * nodeport.c). Names, key/value types and sizes are the ABI of
- * bpf/abi/{lb,ct,drop,policy}.h; every map is pinned by name, so all the
- * objects of a node (and every later load) share the same kernel maps.
+ * bpf/abi/{lb,ct,drop,policy,events,frag}.h; every map is pinned by name,
+ * so all the objects of a node (and every later load) share the same
+ * kernel maps.
  *
  * Include this header from exactly one translation unit per object (each
  * object is its own .c file, so that is every program file).
@@ -19,6 +20,7 @@
 #include "abi/lb.h"
 #include "abi/policy.h"
 #include "abi/events.h"
+#include "abi/frag.h"
 
 /*
  * Maps written only by user space (services, backends, rev NAT, socket
@@ -124,6 +126,16 @@ struct {
 	__type(value, struct tw_nat4_entry);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } tw_np_nat4 SEC(".maps");
+
+/* The first fragments' L4 headers, for the datagrams' later fragments
+ * (abi/frag.h, lib/frag.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, TW_FRAG4_MAX);
+	__type(key, struct tw_frag4_key);
+	__type(value, struct tw_frag4_entry);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} tw_frag4 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

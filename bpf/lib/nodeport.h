@@ -471,6 +471,10 @@ static __always_inline int tw_np_xlate(struct __sk_buff *skb, struct tw_pkt *pkt
 	}
 
 	if (!backend_id) {
+		/* A later IPv4 fragment opens nothing: its first fragment
+		 * made the SERVICE entry, or never passed here. */
+		if (tw_pkt_later_frag(pkt))
+			return tw_drop_pkt(skb, pkt, TW_DROP_FRAG_NOT_FOUND);
 		backend_id = tw_lb4_select(key, &svc, pkt, now, &backend);
 		if (!backend_id) {
 			/* kube-proxy drops ETP=Local traffic on a node without

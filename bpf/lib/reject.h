@@ -181,7 +181,9 @@ static __always_inline int tw_reject_udp(struct __sk_buff *skb, struct tw_pkt *p
  * Rejects the packet (a TCP segment or UDP datagram to a frontend without
  * backends). Counts TW_DROP_NO_SERVICE whatever happens; returns
  * TC_ACT_REDIRECT with the reply in the skb, or TC_ACT_SHOT if no reply
- * can be made (a RST, or a helper failure).
+ * can be made (a RST, or a helper failure). Never given a later IPv4
+ * fragment (it has no L4 header to answer): lib/lb.h and lib/nodeport.h
+ * drop those before they choose a backend.
  */
 static __always_inline int tw_reject(struct __sk_buff *skb, struct tw_pkt *pkt)
 {

@@ -38,8 +38,15 @@
  * flow to a local backend has the uplink's egress entry (lib/nodeport.h)
  * and, here, the pod's ingress entry, judged with the client's identity.
  *
+ * IPv4 fragments: every fragment of a datagram takes its first
+ * fragment's way (lib/frag.h, lib/parse.h): the same connection, the same
+ * translation (later fragments get the address rewrite alone: the L4
+ * header is in the first), the same verdict. A later fragment whose first
+ * fragment was not seen here is dropped (TW_DROP_FRAG_NOT_FOUND), as
+ * Cilium does with enable-ipv4-fragment-tracking.
+ *
  * IPv4 only: everything else passes untouched. The logic lives in
- * bpf/lib (parse.h, ct.h, lb.h, nat.h, policy.h, reject.h).
+ * bpf/lib (parse.h, frag.h, ct.h, lb.h, nat.h, policy.h, reject.h).
  */
 #include "lib/common.h"
 #include "lib/maps.h"
@@ -49,6 +56,19 @@
 #include "lib/parse.h"
 #include "lib/policy.h"
 #include "lib/events.h"
+
+/* Drops a packet tw_parse() refused: malformed (counted), or a later
+ * fragment of a datagram whose first fragment was not seen (counted and
+ * reported: its IPv4 fields are known). */
+static __always_inline int tw_parse_drop(struct __sk_buff *skb, struct tw_pkt *pkt, int ret,
+					 __u8 dir)
+{
+	if (ret == -TW_DROP_FRAG_NOT_FOUND) {
+		pkt->dir = dir;
+		return tw_drop_pkt(skb, pkt, TW_DROP_FRAG_NOT_FOUND);
+	}
+	return tw_drop(-ret);
+}
 
 /* Passes a packet on, reporting it at `point` (flow events, aggregated). */
 static __always_inline int tw_pass(struct __sk_buff *skb, struct tw_pkt *pkt, __u8 point,
@@ -70,7 +90,7 @@ int tw_from_lxc(struct __sk_buff *skb)
 	if (ret == TW_PARSE_PASS)
 		return TC_ACT_OK;
 	if (ret < 0)
-		return tw_drop(-ret);
+		return tw_parse_drop(skb, &pkt, ret, TW_EV_F_EGRESS);
 	pkt.dir = TW_EV_F_EGRESS;
 	tw_ev_trace(skb, &pkt, TW_TRACE_FROM_LXC, 0);
 
@@ -118,7 +138,7 @@ int tw_to_lxc(struct __sk_buff *skb)
 	if (ret == TW_PARSE_PASS)
 		return TC_ACT_OK;
 	if (ret < 0)
-		return tw_drop(-ret);
+		return tw_parse_drop(skb, &pkt, ret, TW_EV_F_INGRESS);
 	pkt.dir = TW_EV_F_INGRESS;
 	if (!tw_ct_trackable(&pkt)) {
 		pkt.monitor = TW_MON_NEW;

@@ -15,6 +15,14 @@
  *  (node IP:node port, LoadBalancer or external IP:port) as the source of
  *  local backends' replies.
  *
+ * IPv4 fragments: every fragment of a datagram takes its first
+ * fragment's way (lib/frag.h, lib/parse.h). A later fragment whose first
+ * fragment was not seen (it came first, or the first was lost) passes:
+ * the node's own traffic may arrive out of order, and its stack
+ * reassembles or times out; through the node, the pod's veth judges it.
+ * Service traffic cannot be served that way: its later fragments open no
+ * flow (nodeport.h drops them with TW_DROP_FRAG_NOT_FOUND).
+ *
  * IPv4 TCP/UDP only: everything else passes untouched, and so does
  * everything while tw_config lacks TW_CFG_F_NODEPORT or a node IP. Traffic
  * to other addresses than the node IP (through the node, to its pods)
@@ -47,12 +55,14 @@ int tw_from_netdev(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	if (ret < 0) {
 		/* A malformed L4 header to the node IP (the stack would
-		 * discard it too) is dropped and counted; traffic through
+		 * discard it too) is dropped and counted. A later fragment
+		 * whose first fragment was not seen passes: it may be the
+		 * node's own traffic arriving out of order. Traffic through
 		 * the node (to pods) is not ours to judge. A broken IPv4
 		 * header leaves daddr unknown (0): it passes. */
-		if (pkt.daddr == cfg.node_ip)
-			return tw_drop(-ret);
-		return TC_ACT_OK;
+		if (pkt.daddr != cfg.node_ip || ret == -TW_DROP_FRAG_NOT_FOUND)
+			return TC_ACT_OK;
+		return tw_drop(-ret);
 	}
 	if (!(pkt.flags & TW_PKT_F_PORTS))
 		return TC_ACT_OK;

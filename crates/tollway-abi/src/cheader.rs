@@ -197,6 +197,8 @@ fn abi_layouts() {
         PolicyEntry,
         EventsConfig,
         Event,
+        Frag4Key,
+        Frag4Entry,
     );
 }
 
@@ -209,6 +211,7 @@ fn abi_constants() {
         DROP_CONSTS,
         POLICY_CONSTS,
         EVENTS_CONSTS,
+        FRAG_CONSTS,
     ] {
         let text = abi_header(header);
         for (name, value) in consts {
@@ -241,6 +244,8 @@ fn every_abi_struct_is_mirrored() {
         PolicyEntry::C_NAME,
         EventsConfig::C_NAME,
         Event::C_NAME,
+        Frag4Key::C_NAME,
+        Frag4Entry::C_NAME,
     ];
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../bpf/abi");
     for entry in std::fs::read_dir(&dir).unwrap().flatten() {

@@ -25,6 +25,15 @@ mod tests {
             "SERVICE_BACKEND_NOT_FOUND"
         );
         assert_eq!(DropReason::PolicyDeny.hubble_name(), "POLICY_DENY");
+        assert_eq!(DropReason::FragNotFound.code(), 175);
+        assert_eq!(
+            DropReason::FragNotFound.hubble_name(),
+            "FIRST_LOGICAL_DATAGRAM_FRAGMENT_NOT_FOUND"
+        );
+        assert_eq!(
+            DropReason::FragNotFound.description(),
+            "First logical datagram fragment not found"
+        );
         let mut codes: Vec<u8> = DropReason::ALL.iter().map(|r| r.code()).collect();
         codes.sort_unstable();
         codes.dedup();

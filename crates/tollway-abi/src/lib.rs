@@ -67,6 +67,7 @@ macro_rules! abi_consts {
 pub mod ct;
 pub mod drop;
 pub mod events;
+pub mod frag;
 pub mod lb;
 pub mod policy;
 mod stats;
@@ -74,6 +75,7 @@ mod stats;
 pub use ct::*;
 pub use drop::*;
 pub use events::*;
+pub use frag::*;
 pub use lb::*;
 pub use policy::*;
 pub use stats::*;

@@ -293,6 +293,111 @@ pub fn fix_ipv4_checksum(frame: &mut [u8]) {
     ip[10..12].copy_from_slice(&csum.to_be_bytes());
 }
 
+/// Sets the IPv4 identification of an Ethernet + IPv4 frame in place and
+/// recomputes the header checksum. Does nothing to other frames.
+pub fn set_ipv4_id(frame: &mut [u8], id: u16) {
+    if let Some(field) = frame.get_mut(ETH_HLEN + 4..ETH_HLEN + 6) {
+        field.copy_from_slice(&id.to_be_bytes());
+        fix_ipv4_checksum(frame);
+    }
+}
+
+/// IPv4 "more fragments" flag (host order, in the flags + offset field).
+pub const IP_MF: u16 = 0x2000;
+/// IPv4 fragment offset mask (units of 8 bytes).
+pub const IP_OFFSET: u16 = 0x1fff;
+
+/// Splits an Ethernet + IPv4 frame (no IPv4 options, not a fragment
+/// already) into fragments as a sender's stack does: each carries at most
+/// `max_data` bytes (rounded down to a multiple of 8) of the packet's IPv4
+/// payload, in order; the first has the L4 header, whose checksum still
+/// covers the whole datagram. Every fragment has the original Ethernet
+/// and IPv4 headers (identification included) with DF cleared, MF set on
+/// all but the last, its offset, its total length and its header checksum.
+///
+/// Returns `None` for other frames, or if the payload fits in one
+/// fragment.
+pub fn ipv4_fragments(frame: &[u8], max_data: usize) -> Option<Vec<Vec<u8>>> {
+    let ip = frame.get(ETH_HLEN..)?;
+    if *ip.first()? != 0x45 || ip.len() < IPV4_HLEN {
+        return None;
+    }
+    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    let frag = u16::from_be_bytes([ip[6], ip[7]]);
+    if frag & (IP_MF | IP_OFFSET) != 0 {
+        return None;
+    }
+    let data = ip.get(IPV4_HLEN..total)?;
+    let chunk = max_data / 8 * 8;
+    if chunk == 0 || data.len() <= chunk {
+        return None;
+    }
+    let mut out = Vec::new();
+    for (i, part) in data.chunks(chunk).enumerate() {
+        let mut f = Vec::with_capacity(ETH_HLEN + IPV4_HLEN + part.len());
+        f.extend_from_slice(&frame[..ETH_HLEN + IPV4_HLEN]);
+        f.extend_from_slice(part);
+        let len = u16::try_from(IPV4_HLEN + part.len()).ok()?;
+        f[ETH_HLEN + 2..ETH_HLEN + 4].copy_from_slice(&len.to_be_bytes());
+        let mut field = u16::try_from(i * chunk / 8).ok()?;
+        if (i + 1) * chunk < data.len() {
+            field |= IP_MF;
+        }
+        f[ETH_HLEN + 6..ETH_HLEN + 8].copy_from_slice(&field.to_be_bytes());
+        fix_ipv4_checksum(&mut f);
+        out.push(f);
+    }
+    Some(out)
+}
+
+/// Reassembles IPv4 fragments (Ethernet + IPv4 frames without options, in
+/// any order) into one Ethernet + IPv4 frame: the Ethernet and IPv4
+/// headers of the first fragment with the fragment bits cleared, the total
+/// length and the header checksum fixed, and the fragments' data in order.
+/// Returns `None` unless the fragments are one whole datagram (same
+/// addresses, protocol and identification, contiguous from offset 0 to a
+/// last fragment without MF).
+pub fn reassemble_ipv4(fragments: &[Vec<u8>]) -> Option<Vec<u8>> {
+    // (offset, MF, data, whole frame) of each fragment.
+    let mut parts: Vec<(usize, bool, &[u8], &[u8])> = Vec::new();
+    for f in fragments {
+        let ip = f.get(ETH_HLEN..)?;
+        if *ip.first()? != 0x45 || ip.len() < IPV4_HLEN {
+            return None;
+        }
+        let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+        let field = u16::from_be_bytes([ip[6], ip[7]]);
+        let data = ip.get(IPV4_HLEN..total)?;
+        if let Some((_, _, _, first)) = parts.first() {
+            let other = &first[ETH_HLEN..];
+            // Identification, protocol and addresses name the datagram.
+            if ip[4..6] != other[4..6] || ip[9] != other[9] || ip[12..20] != other[12..20] {
+                return None;
+            }
+        }
+        parts.push((
+            usize::from(field & IP_OFFSET) * 8,
+            field & IP_MF != 0,
+            data,
+            f,
+        ));
+    }
+    parts.sort_by_key(|p| p.0);
+    let (_, _, _, head) = parts.first()?;
+    let mut out = head.get(..ETH_HLEN + IPV4_HLEN)?.to_vec();
+    for (i, (off, more, data, _)) in parts.iter().enumerate() {
+        if *off != out.len() - ETH_HLEN - IPV4_HLEN || *more != (i + 1 < parts.len()) {
+            return None;
+        }
+        out.extend_from_slice(data);
+    }
+    let total = u16::try_from(out.len() - ETH_HLEN).ok()?;
+    out[ETH_HLEN + 2..ETH_HLEN + 4].copy_from_slice(&total.to_be_bytes());
+    out[ETH_HLEN + 6..ETH_HLEN + 8].copy_from_slice(&[0, 0]);
+    fix_ipv4_checksum(&mut out);
+    Some(out)
+}
+
 /// An IPv4 header as found in a frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParsedIpv4 {
@@ -662,6 +767,71 @@ mod tests {
         assert!(l4_checksum_ok(&udp));
         assert!(ParsedFrame::parse(&udp[..20]).is_none());
         assert!(ParsedFrame::parse(&ether_frame([0; 6], [0; 6], ETH_P_ARP, &[0; 28])).is_none());
+    }
+
+    #[test]
+    fn fragments_and_reassembly() {
+        let pkt = UdpPacket {
+            payload: (0..3000u32).map(|i| (i % 253) as u8).collect(),
+            ..UdpPacket::default()
+        };
+        let mut frame = pkt.build();
+        set_ipv4_id(&mut frame, 0xbeef);
+        assert!(ipv4_checksum_ok(&frame));
+        let frags = ipv4_fragments(&frame, 1203).expect("fragments");
+        // 3008 bytes of UDP in chunks of 1200.
+        assert_eq!(frags.len(), 3);
+        let fields: Vec<(u16, u16, u16)> = frags
+            .iter()
+            .map(|f| {
+                let p = ParsedFrame::parse(f).unwrap();
+                (p.ip.total_len, p.ip.frag_off, p.ip.id)
+            })
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                (1220, IP_MF, 0xbeef),
+                (1220, IP_MF | 150, 0xbeef),
+                (628, 300, 0xbeef)
+            ]
+        );
+        assert!(frags.iter().all(|f| ipv4_checksum_ok(f)));
+        // The first fragment starts with the UDP header, whose checksum
+        // covers the whole datagram (so not the fragment alone).
+        assert_eq!(
+            frags[0][ETH_HLEN + IPV4_HLEN..][..8],
+            frame[ETH_HLEN + IPV4_HLEN..][..8]
+        );
+        assert!(!l4_checksum_ok(&frags[0]));
+
+        let mut whole = reassemble_ipv4(&frags).expect("reassembly");
+        assert!(l4_checksum_ok(&whole));
+        // DF of the original is gone, the rest is the datagram.
+        assert_eq!(
+            u16::from_be_bytes([whole[ETH_HLEN + 6], whole[ETH_HLEN + 7]]),
+            0
+        );
+        whole[ETH_HLEN + 6] = 0x40;
+        fix_ipv4_checksum(&mut whole);
+        assert_eq!(whole, frame);
+        let shuffled = vec![frags[2].clone(), frags[0].clone(), frags[1].clone()];
+        assert_eq!(reassemble_ipv4(&shuffled), reassemble_ipv4(&frags));
+
+        assert!(reassemble_ipv4(&frags[..2]).is_none(), "no last fragment");
+        assert!(reassemble_ipv4(&frags[1..]).is_none(), "no first fragment");
+        let mut other = frags[1].clone();
+        set_ipv4_id(&mut other, 0xbeee);
+        assert!(
+            reassemble_ipv4(&[frags[0].clone(), other, frags[2].clone()]).is_none(),
+            "another datagram"
+        );
+        assert!(ipv4_fragments(&frame, 4000).is_none(), "fits whole");
+        assert!(
+            ipv4_fragments(&frags[1], 64).is_none(),
+            "a fragment already"
+        );
+        assert!(ipv4_fragments(&frame, 7).is_none(), "less than 8 bytes");
     }
 
     #[test]

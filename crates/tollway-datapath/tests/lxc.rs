@@ -14,12 +14,12 @@ use std::{collections::BTreeMap, net::Ipv4Addr, time::Duration};
 use common::lb::*;
 use common::{chain, require_root};
 use tollway_abi::{
-    Config, Ct4Key, CtEntry, Lb4AffinityKey, Lb4Backend, Lb4Revnat, Lb4Service, LbAffinity,
-    TW_CT_F_INGRESS, TW_CT_F_SERVICE, TW_CT_LIFETIME_NONTCP, TW_CT_LIFETIME_TCP_CLOSE,
+    Config, Ct4Key, CtEntry, Frag4Entry, Lb4AffinityKey, Lb4Backend, Lb4Revnat, Lb4Service,
+    LbAffinity, TW_CT_F_INGRESS, TW_CT_F_SERVICE, TW_CT_LIFETIME_NONTCP, TW_CT_LIFETIME_TCP_CLOSE,
     TW_CT_LIFETIME_TCP_ESTABLISHED, TW_CT_LIFETIME_TCP_SYN, TW_CT_S_ESTABLISHED, TW_CT_S_FIN_RX,
-    TW_CT_S_FIN_TX, TW_CT_S_RST, TW_CT_S_SEEN_REPLY, TW_CT_S_SYN_SEEN, TW_LB_ALG_MAGLEV,
-    TW_LB_ALG_RANDOM, TW_LB_SCOPE_EXT, TW_LB_SCOPE_INT, TW_SVC_F_AFFINITY, TW_SVC_F_CLUSTERIP,
-    TW_SVC_F_TWO_SCOPES, be16, be32,
+    TW_CT_S_FIN_TX, TW_CT_S_RST, TW_CT_S_SEEN_REPLY, TW_CT_S_SYN_SEEN, TW_FRAG_F_ICMP_ECHO,
+    TW_FRAG_F_PORTS, TW_LB_ALG_MAGLEV, TW_LB_ALG_RANDOM, TW_LB_SCOPE_EXT, TW_LB_SCOPE_INT,
+    TW_SVC_F_AFFINITY, TW_SVC_F_CLUSTERIP, TW_SVC_F_TWO_SCOPES, be16, be32,
 };
 use tollway_datapath::{
     testutil::{
@@ -33,6 +33,8 @@ use tollway_datapath::{
 
 const TC_ACT_REDIRECT: u32 = 7;
 const DROP_NO_SERVICE: u8 = 158;
+const DROP_FRAG_NOT_FOUND: u8 = 175;
+const IPPROTO_GRE: u8 = 47;
 
 const FROM: &str = "tw_from_lxc";
 const TO: &str = "tw_to_lxc";
@@ -1317,19 +1319,314 @@ fn non_ipv4_and_non_service_traffic_passes_unchanged() {
         "no egress entry for a connection the pod received"
     );
 
-    // A non-first fragment to the VIP carries no ports: untouched, untracked.
+    // A later fragment of a protocol without ports needs nothing from its
+    // first fragment: untouched, untracked, never looked up.
     let mut frag = client_tcp(48000, tcp_flags::ACK, &[1; 24]).build();
     frag[ETH_HLEN + 6..ETH_HLEN + 8].copy_from_slice(&0x0003u16.to_be_bytes());
+    frag[ETH_HLEN + 9] = IPPROTO_GRE;
     fix_ipv4_checksum(&mut frag);
-    unchanged(&mut node, FROM, &frag, "non-first fragment");
-    unchanged(&mut node, TO, &frag, "non-first fragment");
-    assert!(
-        node.ct(&svc_ct_key(CLIENT, 48000, IPPROTO_TCP, VIP_PORT))
-            .is_none()
-    );
+    unchanged(&mut node, FROM, &frag, "later fragment of GRE");
+    unchanged(&mut node, TO, &frag, "later fragment of GRE");
     assert!(
         node.maps.drop_counts().unwrap().is_empty(),
         "nothing was dropped"
+    );
+    assert!(
+        node.maps.frag.keys().next().is_none(),
+        "no fragment was tracked"
+    );
+}
+
+/// A payload of `len` bytes, different for every `seed`.
+fn big_payload(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(7).wrapping_add(seed))
+        .collect()
+}
+
+/// IPv4 fragments (tw_frag4): a UDP datagram larger than the MTU (a big
+/// DNS answer, EDNS) reaches the backend whole, and so does its answer.
+#[test]
+fn fragmented_udp_to_a_clusterip_is_translated_in_every_fragment() {
+    let mut node = Node::new();
+    let dns = Ipv4Addr::new(10, 96, 0, 53);
+    node.add_service(&Service {
+        vip: dns,
+        port: 53,
+        proto: IPPROTO_UDP,
+        ..Service::tcp(2, &[3])
+    });
+    node.add_service(&Service {
+        vip: dns,
+        port: 54,
+        proto: IPPROTO_UDP,
+        ..Service::tcp(4, &[])
+    });
+
+    // A 3000-byte query in three fragments: every one DNATed; the first
+    // also gets the backend port, and its checksum (over the whole
+    // datagram) the deltas of both; the others only the address and
+    // their header checksums.
+    let query = UdpPacket {
+        ip: Ipv4Endpoints {
+            dst_ip: dns,
+            ..client_ip()
+        },
+        src_port: 33333,
+        dst_port: 53,
+        payload: big_payload(3000, 1),
+    };
+    let dnat = UdpPacket {
+        ip: Ipv4Endpoints {
+            dst_ip: backend_ip(3),
+            ..query.ip
+        },
+        dst_port: BACKEND_PORT,
+        ..query.clone()
+    };
+    let sent = fragments(&query.build(), 0x4321);
+    assert_eq!(sent.len(), 3);
+    let out = node.run_fragments("lxc", FROM, &sent, 0, TC_ACT_OK);
+    assert_fragments(&out, &fragments(&dnat.build(), 0x4321));
+    // The first fragment left its ports for the others, as it came.
+    assert_eq!(
+        node.frag(&frag_key(CLIENT, dns, 0x4321, IPPROTO_UDP)),
+        Some(Frag4Entry {
+            sport: be16(33333),
+            dport: be16(53),
+            flags: TW_FRAG_F_PORTS,
+            l4_info: 0,
+            pad: 0,
+        })
+    );
+    // One flow, every fragment accounted in both entries.
+    let bytes: u64 = sent.iter().map(|f| f.len() as u64).sum();
+    let skey = ct_key(CLIENT, dns, 33333, 53, IPPROTO_UDP, TW_CT_F_SERVICE);
+    let sct = node.ct_must(&skey, "SERVICE");
+    assert_eq!(
+        (sct.backend_id, sct.tx_packets, sct.tx_bytes),
+        (3, 3, bytes)
+    );
+    let ckey = ct_key(CLIENT, backend_ip(3), 33333, BACKEND_PORT, IPPROTO_UDP, 0);
+    let cct = node.ct_must(&ckey, "connection");
+    assert_eq!(
+        (cct.rev_nat_index, cct.tx_packets, cct.tx_bytes),
+        (2, 3, bytes)
+    );
+
+    // The 4000-byte answer, fragmented on the backend's side: every
+    // fragment reverse-NATed.
+    let answer = UdpPacket {
+        ip: to_client_ip(backend_ip(3)),
+        src_port: BACKEND_PORT,
+        dst_port: 33333,
+        payload: big_payload(4000, 2),
+    };
+    let rev = UdpPacket {
+        ip: to_client_ip(dns),
+        src_port: 53,
+        ..answer.clone()
+    };
+    let sent = fragments(&answer.build(), 0x8765);
+    assert_eq!(sent.len(), 4);
+    let out = node.run_fragments("lxc", TO, &sent, 0, TC_ACT_OK);
+    assert_fragments(&out, &fragments(&rev.build(), 0x8765));
+    assert_eq!(node.ct_must(&ckey, "connection").rx_packets, 4);
+    assert_eq!(node.ct_must(&skey, "SERVICE").rx_packets, 4);
+    assert!(
+        node.maps.drop_counts().unwrap().is_empty(),
+        "{:?}",
+        node.maps.drop_counts()
+    );
+
+    // A later fragment whose first fragment never came (lost, or yet to
+    // come): dropped and counted, both ways, and nothing is tracked.
+    let lost = UdpPacket {
+        src_port: 33334,
+        ..query.clone()
+    };
+    let lost = fragments(&lost.build(), 0x1111);
+    assert_eq!(node.run(FROM, &lost[1]).retval, TC_ACT_SHOT);
+    assert_eq!(node.drops(DROP_FRAG_NOT_FOUND), 1);
+    assert!(
+        node.ct(&ct_key(
+            CLIENT,
+            dns,
+            33334,
+            53,
+            IPPROTO_UDP,
+            TW_CT_F_SERVICE
+        ))
+        .is_none()
+    );
+    let stray = UdpPacket {
+        dst_port: 33335,
+        ..answer.clone()
+    };
+    let stray = fragments(&stray.build(), 0x1112);
+    assert_eq!(node.run(TO, &stray[2]).retval, TC_ACT_SHOT);
+    assert_eq!(node.drops(DROP_FRAG_NOT_FOUND), 2);
+
+    // Out of order: the last fragment before the first is dropped (as
+    // Cilium does); once the first came, the rest take its way.
+    let late = UdpPacket {
+        src_port: 33336,
+        ..query.clone()
+    };
+    let late = fragments(&late.build(), 0x2222);
+    assert_eq!(node.run(FROM, &late[2]).retval, TC_ACT_SHOT);
+    assert_eq!(node.drops(DROP_FRAG_NOT_FOUND), 3);
+    let out = node.run_fragments("lxc", FROM, &late, 0, TC_ACT_OK);
+    let expected = UdpPacket {
+        src_port: 33336,
+        ..dnat.clone()
+    };
+    assert_fragments(&out, &fragments(&expected.build(), 0x2222));
+
+    // No backend: the first fragment is rejected (ICMP port unreachable
+    // to the client); the later ones belong to no flow, and open none.
+    let nobody = UdpPacket {
+        dst_port: 54,
+        ..query.clone()
+    };
+    let nobody = fragments(&nobody.build(), 0x3333);
+    let run = node.run(FROM, &nobody[0]);
+    assert_eq!(run.retval, TC_ACT_REDIRECT);
+    assert!(
+        matches!(
+            run.frame().l4,
+            ParsedL4::Icmp {
+                icmp_type: icmp_type::DEST_UNREACH,
+                ..
+            }
+        ),
+        "{:?}",
+        run.frame().l4
+    );
+    for f in &nobody[1..] {
+        assert_eq!(node.run(FROM, f).retval, TC_ACT_SHOT);
+    }
+    assert_eq!(node.drops(DROP_NO_SERVICE), 1);
+    assert_eq!(node.drops(DROP_FRAG_NOT_FOUND), 5);
+
+    // A whole datagram without DF (offset 0, MF clear) is no fragment.
+    let small = |p: &UdpPacket| {
+        let mut f = UdpPacket {
+            src_port: 33337,
+            payload: b"small".to_vec(),
+            ..p.clone()
+        }
+        .build();
+        f[ETH_HLEN + 6..ETH_HLEN + 8].copy_from_slice(&[0, 0]);
+        fix_ipv4_checksum(&mut f);
+        f
+    };
+    let run = node.run(FROM, &small(&query));
+    assert_eq!(run.retval, TC_ACT_OK);
+    assert_eq!(run.out, small(&dnat));
+    assert!(
+        node.frag(&frag_key(CLIENT, dns, 0x1234, IPPROTO_UDP))
+            .is_none(),
+        "a whole datagram leaves no fragment entry"
+    );
+}
+
+/// TCP segments and ICMP echoes too big for the path (a sender that did
+/// not learn the MTU, a big ping): every fragment goes the first one's way.
+#[test]
+fn fragmented_tcp_and_icmp_echo_take_their_first_fragments_way() {
+    let mut node = Node::new();
+    node.add_service(&Service::tcp(1, &[1]));
+    assert_eq!(node.run(FROM, &syn(40000).build()).retval, TC_ACT_OK);
+    let synack = backend_tcp(1, 40000, tcp_flags::SYN | tcp_flags::ACK, b"");
+    assert_eq!(node.run(TO, &synack.build()).retval, TC_ACT_OK);
+
+    // A 2500-byte segment to the VIP: DNATed in all three fragments, the
+    // first with the backend port and the checksum of the whole segment.
+    let data = client_tcp(
+        40000,
+        tcp_flags::PSH | tcp_flags::ACK,
+        &big_payload(2500, 3),
+    );
+    let sent = fragments(&data.build(), 0x0101);
+    assert_eq!(sent.len(), 3);
+    let out = node.run_fragments("lxc", FROM, &sent, 0, TC_ACT_OK);
+    let dnat = TcpPacket {
+        ip: Ipv4Endpoints {
+            dst_ip: backend_ip(1),
+            ..client_ip()
+        },
+        dst_port: BACKEND_PORT,
+        ..data.clone()
+    };
+    assert_fragments(&out, &fragments(&dnat.build(), 0x0101));
+    let entry = node
+        .frag(&frag_key(CLIENT, VIP, 0x0101, IPPROTO_TCP))
+        .expect("the first fragment's entry");
+    assert_eq!(
+        (entry.sport, entry.dport, entry.flags, entry.l4_info),
+        (
+            be16(40000),
+            be16(VIP_PORT),
+            TW_FRAG_F_PORTS,
+            tcp_flags::PSH | tcp_flags::ACK
+        )
+    );
+    // And the answer, reverse-NATed in every fragment.
+    let answer = backend_tcp(
+        1,
+        40000,
+        tcp_flags::PSH | tcp_flags::ACK,
+        &big_payload(2500, 4),
+    );
+    let out = node.run_fragments("lxc", TO, &fragments(&answer.build(), 0x0202), 0, TC_ACT_OK);
+    let rev = TcpPacket {
+        ip: to_client_ip(VIP),
+        src_port: VIP_PORT,
+        ..answer.clone()
+    };
+    assert_fragments(&out, &fragments(&rev.build(), 0x0202));
+    let cct = node.ct_must(&conn_ct_key(CLIENT, 40000, 1, IPPROTO_TCP), "connection");
+    assert_eq!((cct.tx_packets, cct.rx_packets), (1 + 3, 1 + 3));
+
+    // A 3000-byte ping and its answer: one exchange in conntrack (by the
+    // identifier the first fragments carry), the frames untouched.
+    let ping = IcmpEchoPacket {
+        ip: Ipv4Endpoints {
+            dst_ip: EXTERNAL,
+            ..client_ip()
+        },
+        payload: big_payload(3000, 5),
+        ..IcmpEchoPacket::default()
+    };
+    let sent = fragments(&ping.build(), 0x0303);
+    assert_eq!(node.run_fragments("lxc", FROM, &sent, 0, TC_ACT_OK), sent);
+    assert_eq!(
+        node.frag(&frag_key(CLIENT, EXTERNAL, 0x0303, IPPROTO_ICMP)),
+        Some(Frag4Entry {
+            sport: be16(0x4242),
+            dport: 0,
+            flags: TW_FRAG_F_ICMP_ECHO,
+            l4_info: icmp_type::ECHO_REQUEST,
+            pad: 0,
+        })
+    );
+    let pong = IcmpEchoPacket {
+        ip: to_client_ip(EXTERNAL),
+        request: false,
+        ..ping.clone()
+    };
+    let sent = fragments(&pong.build(), 0x0404);
+    assert_eq!(node.run_fragments("lxc", TO, &sent, 0, TC_ACT_OK), sent);
+    let ct = node.ct_must(
+        &ct_key(CLIENT, EXTERNAL, 0x4242, 0, IPPROTO_ICMP, 0),
+        "ICMP echo",
+    );
+    assert_eq!((ct.tx_packets, ct.rx_packets), (3, 3));
+    assert!(
+        node.maps.drop_counts().unwrap().is_empty(),
+        "{:?}",
+        node.maps.drop_counts()
     );
 }
 
@@ -1495,6 +1792,102 @@ fn attached_to_a_pod_veth_real_traffic() {
         );
         assert!(node.drops(DROP_NO_SERVICE) >= 2);
         drop(conn);
+    })
+    .unwrap();
+}
+
+/// The programs on a real veth with datagrams larger than its MTU (1500):
+/// the pod's stack fragments a 4000-byte query to a ClusterIP, the host's
+/// stack fragments the backend's 4000-byte answer, and both arrive whole,
+/// through tw_from_lxc and tw_to_lxc (the tc path: no socket LB here).
+/// Untranslated later fragments would go to the VIP, which nothing
+/// routes, and the reassembly of both datagrams would fail.
+#[test]
+fn attached_to_a_pod_veth_fragmented_udp_real_traffic() {
+    use std::net::{SocketAddr, UdpSocket};
+
+    require_root();
+    let host = common::TestNetns::create("host");
+    let pod = common::TestNetns::create("pod");
+    host.ip(&[
+        "link",
+        "add",
+        "twh",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "twp",
+        "netns",
+        pod.name(),
+    ]);
+    host.ip(&["link", "set", "lo", "up"]);
+    host.ip(&["addr", "add", "10.0.1.1/24", "dev", "twh"]);
+    host.ip(&["addr", "add", &format!("{}/32", backend_ip(1)), "dev", "lo"]);
+    host.ip(&["link", "set", "twh", "up"]);
+    pod.ip(&["link", "set", "lo", "up"]);
+    pod.ip(&["addr", "add", &format!("{CLIENT}/24"), "dev", "twp"]);
+    pod.ip(&["link", "set", "twp", "up"]);
+    pod.ip(&["route", "add", "default", "via", "10.0.1.1"]);
+    let mtu = host.ip(&["-o", "link", "show", "twh"]);
+    assert!(mtu.contains("mtu 1500"), "{mtu}");
+
+    let pod_path = pod.path();
+    let timeout = Some(Duration::from_secs(3));
+    tollway_datapath::netns::run_in_netns(&host.path(), || {
+        let mut node = Node::new();
+        node.add_service(&Service {
+            port: 53,
+            proto: IPPROTO_UDP,
+            ..Service::tcp(2, &[1])
+        });
+        node.dp
+            .attach_pod_interface("twh")
+            .unwrap_or_else(|e| panic!("attach_pod_interface: {}", chain(&e)));
+        let backend: SocketAddr = (backend_ip(1), BACKEND_PORT).into();
+        let server = UdpSocket::bind(backend).unwrap();
+        server.set_read_timeout(timeout).unwrap();
+
+        let query = big_payload(4000, 7);
+        let answer = big_payload(4000, 8);
+        let client = tollway_datapath::netns::run_in_netns(&pod_path, || {
+            let udp = UdpSocket::bind("0.0.0.0:0").unwrap();
+            udp.set_read_timeout(timeout).unwrap();
+            udp.connect((VIP, 53)).unwrap();
+            assert_eq!(udp.send(&query).unwrap(), query.len());
+            udp
+        })
+        .unwrap();
+
+        let mut buf = vec![0u8; 8192];
+        let (n, from) = server
+            .recv_from(&mut buf)
+            .unwrap_or_else(|e| panic!("the fragmented query at the backend: {e}"));
+        assert_eq!(from.ip(), std::net::IpAddr::V4(CLIENT));
+        assert!(buf[..n] == query[..], "the query arrived whole");
+        server.send_to(&answer, from).unwrap();
+        // The pod's socket is connected to the VIP: it takes the answer
+        // only if every fragment came from there.
+        let n = client
+            .recv(&mut buf)
+            .unwrap_or_else(|e| panic!("the fragmented answer from the VIP: {e}"));
+        assert!(buf[..n] == answer[..], "the answer arrived whole");
+
+        let port = client.local_addr().unwrap().port();
+        let ct = node.ct_must(
+            &ct_key(CLIENT, backend_ip(1), port, BACKEND_PORT, IPPROTO_UDP, 0),
+            "the connection",
+        );
+        eprintln!("fragmented UDP through the pod's veth: connection entry {ct:?}");
+        // 4008 bytes of UDP in fragments of at most 1480.
+        assert_eq!((ct.tx_packets, ct.rx_packets), (3, 3));
+        let tracked = node.maps.frag.keys().filter(Result::is_ok).count();
+        assert_eq!(tracked, 2, "the query's and the answer's first fragments");
+        assert!(
+            node.maps.drop_counts().unwrap().is_empty(),
+            "{:?}",
+            node.maps.drop_counts()
+        );
     })
     .unwrap();
 }

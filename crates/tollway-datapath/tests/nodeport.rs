@@ -26,8 +26,8 @@ use tollway_abi::{
 use tollway_datapath::{
     testutil::{
         ETH_HLEN, ETH_P_ARP, ETH_P_IPV6, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPV4_HLEN,
-        IcmpEchoPacket, Ipv4Endpoints, ParsedL4, TcpPacket, UDP_HLEN, UdpPacket, ether_frame,
-        icmp_type, ipv4_checksum_ok, l4_checksum_ok, tcp_flags,
+        IcmpEchoPacket, Ipv4Endpoints, ParsedFrame, ParsedL4, TcpPacket, UDP_HLEN, UdpPacket,
+        ether_frame, icmp_type, ipv4_checksum_ok, l4_checksum_ok, tcp_flags,
     },
     verdict::{TC_ACT_OK, TC_ACT_SHOT},
 };
@@ -36,6 +36,7 @@ const TC_ACT_REDIRECT: u32 = 7;
 const DROP_CT_INVALID_HDR: u8 = 135;
 const DROP_NO_SERVICE: u8 = 158;
 const DROP_NAT_NO_MAPPING: u8 = 167;
+const DROP_FRAG_NOT_FOUND: u8 = 175;
 
 const FROM: &str = "tw_from_netdev";
 const TO: &str = "tw_to_netdev";
@@ -1324,6 +1325,169 @@ fn malformed_packets_to_the_node_ip_are_dropped_others_pass() {
     assert_eq!(node.drops(DROP_CT_INVALID_HDR), 1);
 }
 
+/// A payload of `len` bytes, different for every `seed`.
+fn big_payload(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(11).wrapping_add(seed))
+        .collect()
+}
+
+/// IPv4 fragments (tw_frag4) of UDP datagrams larger than the MTU to a
+/// node port with a local backend, and to a LoadBalancer IP: DNATed in
+/// every fragment, and the pod's fragmented answers reverse-NATed in every
+/// fragment on their way out.
+#[test]
+fn fragmented_udp_to_a_local_backend_is_translated_in_every_fragment() {
+    let mut node = Node::new();
+    node.add_service(&Service::udp(8, &[2]));
+    node.add_service(&Service::vip(
+        LB_IP,
+        TW_SVC_F_LOADBALANCER,
+        IPPROTO_UDP,
+        9,
+        &[3],
+    ));
+
+    for (frontend, port, backend, id) in [
+        (NODE_IP, NODE_PORT, 2, 0x5101),
+        (LB_IP, SVC_PORT, 3, 0x5201),
+    ] {
+        let query = UdpPacket {
+            dst_port: port,
+            ip: client_ep(frontend),
+            ..datagram(33333, &big_payload(3000, 1))
+        };
+        let sent = fragments(&query.build(), id);
+        let out = node.run_fragments("nodeport", FROM, &sent, 0, TC_ACT_OK);
+        let dnat = UdpPacket {
+            ip: client_ep(backend_ip(backend)),
+            dst_port: BACKEND_PORT,
+            ..query.clone()
+        };
+        assert_fragments(&out, &fragments(&dnat.build(), id));
+
+        let answer = UdpPacket {
+            ip: pod_reply_ep(backend_ip(backend)),
+            src_port: BACKEND_PORT,
+            dst_port: 33333,
+            payload: big_payload(3500, 2),
+        };
+        let sent = fragments(&answer.build(), id + 1);
+        let out = node.run_fragments("nodeport", TO, &sent, 0, TC_ACT_OK);
+        let rev = UdpPacket {
+            ip: pod_reply_ep(frontend),
+            src_port: port,
+            ..answer.clone()
+        };
+        assert_fragments(&out, &fragments(&rev.build(), id + 1));
+        let cct = node.ct_must(
+            &ct_key(
+                CLIENT,
+                backend_ip(backend),
+                33333,
+                BACKEND_PORT,
+                IPPROTO_UDP,
+                0,
+            ),
+            "connection",
+        );
+        assert_eq!((cct.tx_packets, cct.rx_packets), (3, 3), "{frontend}");
+    }
+    assert!(
+        node.maps.drop_counts().unwrap().is_empty(),
+        "{:?}",
+        node.maps.drop_counts()
+    );
+
+    // A later fragment whose first fragment was not seen: passed to the
+    // node's stack (it may be the node's own traffic arriving out of
+    // order), opening nothing; passed through the node too (the pod's veth
+    // judges it), never dropped on the way out.
+    let lone = fragments(&datagram(33334, &big_payload(3000, 3)).build(), 0x5301);
+    let run = node.run(FROM, &lone[1]);
+    assert_eq!(run.retval, TC_ACT_OK);
+    assert_eq!(run.out, lone[1], "untouched");
+    assert_eq!(node.drops(DROP_FRAG_NOT_FOUND), 0);
+    assert!(node.ct(&svc_ct_key(33334, IPPROTO_UDP)).is_none());
+    let through = UdpPacket {
+        ip: client_ep(backend_ip(5)),
+        ..datagram(33335, &big_payload(3000, 4))
+    };
+    let through = fragments(&through.build(), 0x5302);
+    let run = node.run(FROM, &through[1]);
+    assert_eq!((run.retval, &run.out), (TC_ACT_OK, &through[1]));
+    let out = UdpPacket {
+        ip: pod_reply_ep(backend_ip(5)),
+        ..datagram(33336, &big_payload(3000, 5))
+    };
+    let out = fragments(&out.build(), 0x5303);
+    let run = node.run(TO, &out[2]);
+    assert_eq!((run.retval, &run.out), (TC_ACT_OK, &out[2]));
+    assert_eq!(node.drops(DROP_FRAG_NOT_FOUND), 0);
+}
+
+/// A fragmented datagram to a node port with a remote backend: DNAT and
+/// SNAT (one nat port) in every fragment, all redirected; the backend's
+/// fragmented answer back to the client in every fragment.
+#[test]
+fn fragmented_udp_to_a_remote_backend_is_snatted_in_every_fragment() {
+    let mut node = Node::new();
+    node.add_service(&Service::udp(10, &[12]));
+
+    let query = datagram(5353, &big_payload(3000, 6));
+    let sent = fragments(&query.build(), 0x6101);
+    let out = node.run_fragments("nodeport", FROM, &sent, 0, TC_ACT_REDIRECT);
+    let nat_port = ports(&ParsedFrame::parse(&out[0]).unwrap().l4).0;
+    assert!((NAT_MIN..=NAT_MAX).contains(&nat_port), "{nat_port}");
+    let snat = UdpPacket {
+        ip: Ipv4Endpoints {
+            src_ip: NODE_IP,
+            ..client_ep(backend_ip(12))
+        },
+        src_port: nat_port,
+        dst_port: BACKEND_PORT,
+        ..query.clone()
+    };
+    assert_fragments(&out, &fragments(&snat.build(), 0x6101));
+    assert_eq!(node.maps.np_nat.keys().count(), 1, "one mapping");
+    let sct = node.ct_must(&svc_ct_key(5353, IPPROTO_UDP), "SERVICE");
+    assert_eq!((sct.tx_packets, sct.nat_port), (3, be16(nat_port)));
+
+    let answer = UdpPacket {
+        ip: remote_reply_ep(12),
+        src_port: BACKEND_PORT,
+        dst_port: nat_port,
+        payload: big_payload(3300, 7),
+    };
+    let sent = fragments(&answer.build(), 0x6102);
+    let out = node.run_fragments("nodeport", FROM, &sent, 0, TC_ACT_REDIRECT);
+    let back = UdpPacket {
+        ip: Ipv4Endpoints {
+            src_ip: NODE_IP,
+            dst_ip: CLIENT,
+            ..answer.ip
+        },
+        src_port: NODE_PORT,
+        dst_port: 5353,
+        ..answer.clone()
+    };
+    assert_fragments(&out, &fragments(&back.build(), 0x6102));
+    let sct = node.ct_must(&svc_ct_key(5353, IPPROTO_UDP), "SERVICE");
+    assert_eq!(sct.rx_packets, 3);
+    assert!(
+        node.maps.drop_counts().unwrap().is_empty(),
+        "{:?}",
+        node.maps.drop_counts()
+    );
+
+    // A later fragment of a new flow (its first fragment lost): it opens
+    // nothing, takes no nat port.
+    let lost = fragments(&datagram(5354, &big_payload(3000, 8)).build(), 0x6103);
+    assert_eq!(node.run(FROM, &lost[2]).retval, TC_ACT_OK);
+    assert_eq!(node.drops(DROP_FRAG_NOT_FOUND), 0);
+    assert_eq!(node.maps.np_nat.keys().count(), 1, "no second mapping");
+}
+
 /// Liveness as in lxc: a flow keeps its backend while it exists, even out
 /// of every slot (graceful termination); once it is gone the flow is moved,
 /// and a SNATed flow gets a mapping for its new backend.
@@ -2485,4 +2649,66 @@ fn real_traffic_external_and_load_balancer_ips() {
         dp2.maps.np_nat.keys().next().is_none(),
         "node2 translated nothing"
     );
+}
+
+/// external -> node1's node ports (a pod on node1, a pod behind node2)
+/// with 4000-byte UDP datagrams over links of MTU 1500, through the real
+/// kernel paths: every program on the way gets fragments (node1's uplink
+/// DNATs, and SNATs, each one; node2's uplink and the pods' veths pass them
+/// on), and the answers, fragmented by the pods' stacks, come back whole
+/// from the node port the client's socket is connected to.
+#[test]
+fn real_traffic_fragmented_udp() {
+    use real::*;
+    use std::net::{IpAddr, UdpSocket};
+    use tollway_datapath::netns::run_in_netns;
+
+    let lab = Lab::new(2);
+    let mut dp1 = node_datapath(&lab.nodes[0], NODE1_IP, "real-frag-n1");
+    let dp2 = node_datapath(&lab.nodes[1], NODE2_IP, "real-frag-n2");
+    add_nodeport(&mut dp1, NODE1_IP, LOCAL_PORT, POD1_IP, true, 1);
+    add_nodeport(&mut dp1, NODE1_IP, REMOTE_PORT, POD2_IP, false, 2);
+    let (_tcp1, udp1) = servers(&lab.nodes[0].pod, POD1_IP);
+    let (_tcp2, udp2) = servers(&lab.nodes[1].pod, POD2_IP);
+
+    for (port, server, seen_as) in [(LOCAL_PORT, &udp1, EXT_IP), (REMOTE_PORT, &udp2, NODE1_IP)] {
+        let query = big_payload(4000, 1);
+        let answer = big_payload(4000, 2);
+        let client = run_in_netns(&lab.ext.path(), || {
+            let udp = UdpSocket::bind("0.0.0.0:0").unwrap();
+            udp.set_read_timeout(Some(TIMEOUT)).unwrap();
+            udp.connect((NODE1_IP, port)).unwrap();
+            assert_eq!(udp.send(&query).unwrap(), query.len());
+            udp
+        })
+        .unwrap();
+        let mut buf = vec![0u8; 8192];
+        let (n, peer) = server
+            .recv_from(&mut buf)
+            .unwrap_or_else(|e| panic!("the fragmented query to port {port} at the pod: {e}"));
+        assert!(
+            buf[..n] == query[..],
+            "port {port}: the query arrived whole"
+        );
+        assert_eq!(peer.ip(), IpAddr::V4(seen_as), "port {port}");
+        server.send_to(&answer, peer).unwrap();
+        let n = client
+            .recv(&mut buf)
+            .unwrap_or_else(|e| panic!("the fragmented answer from port {port}: {e}"));
+        assert!(
+            buf[..n] == answer[..],
+            "port {port}: the answer arrived whole"
+        );
+        eprintln!("fragmented UDP through {NODE1_IP}:{port}: the pod saw {peer}");
+    }
+    for (name, dp) in [("node1", &dp1), ("node2", &dp2)] {
+        assert!(
+            dp.maps.drop_counts().unwrap().is_empty(),
+            "{name}: {:?}",
+            dp.maps.drop_counts()
+        );
+        let tracked = dp.maps.frag.keys().filter(Result::is_ok).count();
+        eprintln!("{name}: {tracked} datagrams in tw_frag4");
+        assert!(tracked > 0, "{name} saw first fragments");
+    }
 }

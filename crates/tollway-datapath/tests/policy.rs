@@ -39,6 +39,7 @@ use tollway_datapath::{
 };
 
 const DROP_POLICY_DENIED: u8 = 133;
+const DROP_FRAG_NOT_FOUND: u8 = 175;
 const DROP_POLICY_DENY: u8 = 181;
 
 const FROM: &str = "tw_from_lxc";
@@ -1163,6 +1164,158 @@ fn nodeport_to_a_local_backend_is_an_ingress_connection_of_the_pod() {
     });
 }
 
+/// A UDP datagram from `src` to `dst` that takes three fragments.
+fn big_udp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16) -> Vec<u8> {
+    UdpPacket {
+        ip: addrs(src, dst),
+        src_port: sport,
+        dst_port: dport,
+        payload: (0..3000u32).map(|i| (i % 247) as u8).collect(),
+    }
+    .build()
+}
+
+/// IPv4 fragments (tw_frag4): a later fragment has no ports of its own;
+/// it gets its first fragment's, and with them the same connection and
+/// the same verdict.
+#[test]
+fn fragments_get_the_verdict_of_their_first_fragment() {
+    const VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
+    with_lab("frag", |lab| {
+        let out_rule = key(ID_B, TW_POL_EGRESS, IPPROTO_UDP, Some(8080));
+        lab.manage(
+            lab.a,
+            a(),
+            TW_EP_F_EGRESS_DEFAULT_DENY,
+            &[(out_rule, allow(1))],
+        );
+        let in_rule = key(ID_A, TW_POL_INGRESS, IPPROTO_UDP, Some(8080));
+        let in_deny = key(ID_A, TW_POL_INGRESS, IPPROTO_UDP, Some(7070));
+        lab.manage(
+            lab.b,
+            b(),
+            TW_EP_F_INGRESS_DEFAULT_DENY | TW_EP_F_EGRESS_DEFAULT_DENY,
+            &[(in_rule, allow(2)), (in_deny, deny(3))],
+        );
+
+        // Egress, allowed: every fragment passes untouched; the policy
+        // judged the datagram once (its first fragment), conntrack counts
+        // every fragment.
+        let allowed = fragments(&big_udp(POD_A, 40000, POD_B, 8080), 0x0a01);
+        assert_eq!(allowed.len(), 3);
+        for (i, f) in allowed.iter().enumerate() {
+            lab.pass(FROM, lab.a, f, &format!("allowed, fragment {i}"));
+        }
+        assert_eq!(lab.hits(EP_A, &out_rule), (1, allowed[0].len() as u64));
+        let ct = lab.node.ct_must(
+            &ct_key(POD_A, POD_B, 40000, 8080, IPPROTO_UDP, 0),
+            "A's egress entry",
+        );
+        assert_eq!(ct.tx_packets, 3);
+
+        // Egress, default-denied: the first fragment and, judged by its
+        // ports, every later one; nothing tracked.
+        let denied = fragments(&big_udp(POD_A, 40001, POD_B, 9090), 0x0a02);
+        for (i, f) in denied.iter().enumerate() {
+            let what = format!("denied, fragment {i}");
+            lab.dropped(FROM, lab.a, f, DROP_POLICY_DENIED, &what);
+        }
+        assert!(
+            lab.node
+                .ct(&ct_key(POD_A, POD_B, 40001, 9090, IPPROTO_UDP, 0))
+                .is_none()
+        );
+
+        // Into B: allowed in every fragment, or denied by a rule in every
+        // fragment.
+        let into_b = fragments(&big_udp(POD_A, 40002, POD_B, 8080), 0x0a03);
+        for f in &into_b {
+            lab.pass(TO, lab.b, f, "allowed into B");
+        }
+        assert_eq!(lab.hits(EP_B, &in_rule).0, 1);
+        let ingress = ct_key(POD_A, POD_B, 40002, 8080, IPPROTO_UDP, TW_CT_F_INGRESS);
+        assert_eq!(
+            lab.node.ct_must(&ingress, "B's ingress entry").tx_packets,
+            3
+        );
+        let refused = fragments(&big_udp(POD_A, 40003, POD_B, 7070), 0x0a04);
+        for f in &refused {
+            lab.dropped(TO, lab.b, f, DROP_POLICY_DENY, "denied into B");
+        }
+        assert_eq!(lab.hits(EP_B, &in_deny).0, 3, "each fragment judged");
+        // B's fragmented answer to the allowed datagram: a reply in every
+        // fragment, never judged (B's egress is default-deny with no rule:
+        // only replies of B's ingress entries get out).
+        let answer = fragments(&big_udp(POD_B, 8080, POD_A, 40002), 0x0b01);
+        for f in &answer {
+            lab.pass(FROM, lab.b, f, "B's answer");
+        }
+        assert_eq!(
+            lab.node.ct_must(&ingress, "B's ingress entry").rx_packets,
+            3
+        );
+
+        // A later fragment on its own: dropped before any verdict.
+        let hits = lab.hits(EP_A, &out_rule);
+        let lone = fragments(&big_udp(POD_A, 40004, POD_B, 8080), 0x0a05);
+        lab.dropped(
+            FROM,
+            lab.a,
+            &lone[1],
+            DROP_FRAG_NOT_FOUND,
+            "a later fragment alone",
+        );
+        assert_eq!(lab.hits(EP_A, &out_rule), hits);
+
+        // Through a ClusterIP, judged as they leave (to the backend): an
+        // allowed flow is DNATed in every fragment; of a denied one, the
+        // first fragment is dropped by the policy and the later ones, which
+        // may not open the flow it did not open, as fragments of no flow.
+        for (port, backend_port, rev_nat) in [(53, 8080, 1), (54, 9090, 2)] {
+            lab.add_service(&Svc {
+                vip: VIP,
+                port,
+                proto: IPPROTO_UDP,
+                rev_nat,
+                flags: TW_SVC_F_CLUSTERIP,
+                backend_id: u32::from(rev_nat),
+                backend: POD_B,
+                backend_port,
+                backend_flags: 0,
+            });
+        }
+        let ok = fragments(&big_udp(POD_A, 40005, VIP, 53), 0x0a06);
+        let out = lab.node.run_fragments("lxc", FROM, &ok, lab.a, TC_ACT_OK);
+        assert_fragments(
+            &out,
+            &fragments(&big_udp(POD_A, 40005, POD_B, 8080), 0x0a06),
+        );
+        let no = fragments(&big_udp(POD_A, 40006, VIP, 54), 0x0a07);
+        lab.dropped(
+            FROM,
+            lab.a,
+            &no[0],
+            DROP_POLICY_DENIED,
+            "first fragment to VIP:54",
+        );
+        for f in &no[1..] {
+            lab.dropped(
+                FROM,
+                lab.a,
+                f,
+                DROP_FRAG_NOT_FOUND,
+                "later fragment to VIP:54",
+            );
+        }
+        assert!(
+            lab.node
+                .ct(&ct_key(POD_A, VIP, 40006, 54, IPPROTO_UDP, TW_CT_F_SERVICE))
+                .is_none(),
+            "no SERVICE entry for the denied flow"
+        );
+    });
+}
+
 #[test]
 fn the_host_is_always_allowed_in() {
     with_lab("host", |lab| {
@@ -1435,8 +1588,8 @@ fn set_policy_swaps_a_complete_trie_with_one_update() {
 use tollway_abi::{
     Event, TW_AGG_MAXIMUM, TW_AGG_MEDIUM, TW_AGG_NONE, TW_EV_DROP, TW_EV_F_ALLOWED, TW_EV_F_EGRESS,
     TW_EV_F_INGRESS, TW_EV_F_NEW, TW_EV_F_REPLY, TW_EV_POLICY_VERDICT, TW_EV_TRACE,
-    TW_EVENTS_RING_BYTES, TW_MATCH_L3_L4, TW_MATCH_L4_ONLY, TW_MATCH_NONE, TW_TRACE_FROM_LXC,
-    TW_TRACE_TO_LXC, TW_TRACE_TO_STACK,
+    TW_EVENTS_CAP_MAX, TW_EVENTS_RING_BYTES, TW_MATCH_L3_L4, TW_MATCH_L4_ONLY, TW_MATCH_NONE,
+    TW_TRACE_FROM_LXC, TW_TRACE_TO_LXC, TW_TRACE_TO_STACK,
 };
 use tollway_datapath::lb::EventMaps;
 
@@ -1743,6 +1896,64 @@ fn events_carry_dns_messages_and_service_translation() {
         assert_eq!((e.saddr, e.sport), (be32(POD_B), be16(8080)));
         assert_eq!((e.orig_addr, e.orig_port), (be32(vip), be16(80)));
         assert_ne!(e.flags & TW_EV_F_REPLY, 0);
+    });
+}
+
+#[test]
+fn events_of_fragments_carry_their_first_fragments_ports() {
+    with_lab("ev-frag", |lab| {
+        lab.events_on(TW_AGG_MAXIMUM);
+        // A DNS answer too big for one fragment (always reported): the
+        // first fragment's trace carries the start of the message, the
+        // later ones the ports, and no bytes (they have no UDP header).
+        let mut message = b"\x12\x34\x81\x80\x00\x01\x00\x01\x00\x00\x00\x00".to_vec();
+        message.resize(2600, 0x61);
+        let answer = UdpPacket {
+            ip: addrs(POD_A, POD_B),
+            src_port: 53,
+            dst_port: 45000,
+            payload: message.clone(),
+        }
+        .build();
+        let frags = fragments(&answer, 0x0c01);
+        assert_eq!(frags.len(), 3);
+        for (i, f) in frags.iter().enumerate() {
+            lab.pass(FROM, lab.a, f, &format!("fragment {i}"));
+            let ev = lab.drain();
+            assert_eq!(
+                kinds(&ev),
+                vec![(TW_EV_TRACE, TW_TRACE_TO_STACK)],
+                "fragment {i}"
+            );
+            let (e, payload) = &ev[0];
+            assert_eq!((e.sport, e.dport), (be16(53), be16(45000)), "fragment {i}");
+            assert_eq!(e.len, f.len() as u32);
+            if i == 0 {
+                // As much of it as a record takes.
+                let cap = (f.len() - (ETH_HLEN + 20 + 8)).min(TW_EVENTS_CAP_MAX as usize);
+                assert_eq!(usize::from(e.cap_len), cap);
+                assert_eq!(payload[..], message[..cap]);
+            } else {
+                assert_eq!(e.cap_len, 0, "fragment {i}");
+            }
+        }
+
+        // A later fragment alone: a drop event with its addresses.
+        let alone = fragments(&big_udp(POD_A, 45001, POD_B, 8080), 0x0c02);
+        lab.dropped(
+            FROM,
+            lab.a,
+            &alone[2],
+            DROP_FRAG_NOT_FOUND,
+            "a later fragment alone",
+        );
+        let ev = lab.drain();
+        assert_eq!(kinds(&ev), vec![(TW_EV_DROP, DROP_FRAG_NOT_FOUND)]);
+        let e = &ev[0].0;
+        assert_eq!((e.saddr, e.daddr), (be32(POD_A), be32(POD_B)));
+        assert_eq!((e.src_id, e.dst_id), (ID_A, ID_B));
+        assert_eq!((e.proto, e.sport, e.dport), (IPPROTO_UDP, 0, 0));
+        assert_eq!(e.flags, TW_EV_F_EGRESS);
     });
 }
 

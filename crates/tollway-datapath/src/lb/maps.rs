@@ -1,14 +1,15 @@
-//! Typed handles on the maps of `bpf/abi/lb.h`, `ct.h` and `drop.h`, opened
-//! from their pins (`/sys/fs/bpf/tollway/<lab>/<node>/<map>`), so that the
-//! agent, the CLI and tests all see the same kernel objects. The maps of
-//! `policy.h` have their own handles, [`PolicyMaps`](super::PolicyMaps).
+//! Typed handles on the maps of `bpf/abi/lb.h`, `ct.h`, `frag.h` and
+//! `drop.h`, opened from their pins
+//! (`/sys/fs/bpf/tollway/<lab>/<node>/<map>`), so that the agent, the CLI
+//! and tests all see the same kernel objects. The maps of `policy.h` have
+//! their own handles, [`PolicyMaps`](super::PolicyMaps).
 
 use std::path::{Path, PathBuf};
 
 use aya::maps::{Array, HashMap, HashOfMaps, Map, MapData, MapError, PerCpuArray};
 use tollway_abi::{
-    Config, Ct4Key, CtEntry, Lb4AffinityKey, Lb4Backend, Lb4Key, Lb4ReverseSk, Lb4ReverseSkKey,
-    Lb4Revnat, Lb4Service, LbAffinity, Nat4Entry, TW_DROPS_MAX,
+    Config, Ct4Key, CtEntry, Frag4Entry, Frag4Key, Lb4AffinityKey, Lb4Backend, Lb4Key,
+    Lb4ReverseSk, Lb4ReverseSkKey, Lb4Revnat, Lb4Service, LbAffinity, Nat4Entry, TW_DROPS_MAX,
 };
 
 /// Every map of the node datapath, by pinned name.
@@ -23,6 +24,7 @@ pub const MAP_NAMES: &[&str] = &[
     "tw_config",
     "tw_ct4",
     "tw_np_nat4",
+    "tw_frag4",
     "tw_drops",
     "tw_ipcache4",
     "tw_endpoints",
@@ -107,6 +109,9 @@ pub struct LbMaps {
     pub ct: HashMap<MapData, Ct4Key, CtEntry>,
     /// NodePort SNAT translations.
     pub np_nat: HashMap<MapData, Ct4Key, Nat4Entry>,
+    /// IPv4 fragment tracking: the first fragments' L4 headers (written by
+    /// the datapath only).
+    pub frag: HashMap<MapData, Frag4Key, Frag4Entry>,
     /// Drop counters by reason (per CPU).
     pub drops: PerCpuArray<MapData, u64>,
     dir: PathBuf,
@@ -156,6 +161,7 @@ impl LbMaps {
             config: typed!(dir, "tw_config"),
             ct: typed!(dir, "tw_ct4"),
             np_nat: typed!(dir, "tw_np_nat4"),
+            frag: typed!(dir, "tw_frag4"),
             drops: typed!(dir, "tw_drops"),
             dir: dir.to_path_buf(),
         })
@@ -326,6 +332,11 @@ impl LbMaps {
                 name: "tw_np_nat4",
                 max_entries: max("tw_np_nat4"),
                 in_use: count(self.np_nat.keys()),
+            },
+            MapFill {
+                name: "tw_frag4",
+                max_entries: max("tw_frag4"),
+                in_use: count(self.frag.keys()),
             },
         ]
     }

@@ -15,13 +15,13 @@ use aya::{
     TestRun as _, TestRunOptions,
     programs::{Program, SchedClassifier},
 };
-use tollway_abi::{Ct4Key, CtEntry, Lb4Key, be16, be32};
+use tollway_abi::{Ct4Key, CtEntry, Frag4Entry, Frag4Key, Lb4Key, be16, be32};
 use tollway_datapath::{
     bpffs::{self, BPFFS_MOUNT},
     lb::{LbMaps, LoadOptions, MAP_NAMES, NodeDatapath, PolicyMaps},
     testutil::{
         ETH_HLEN, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, ParsedFrame, ipv4_checksum_ok,
-        l4_checksum_ok,
+        ipv4_fragments, l4_checksum_ok, reassemble_ipv4, set_ipv4_id,
     },
 };
 
@@ -256,4 +256,83 @@ pub fn assert_lifetime(expires: u64, before: u64, after: u64, secs: u32, what: &
         expires >= before + l && expires <= after + l,
         "{what}: expires {expires} is not now + {secs}s (now in [{before}, {after}])"
     );
+}
+
+/// Room for IPv4 payload in each fragment the tests' senders make (a 1500
+/// byte MTU leaves 1480; less gives three fragments to a 3000-byte
+/// datagram).
+pub const FRAG_DATA: usize = 1200;
+
+/// The fragments of `frame`, its IPv4 identification set to `id`, as a
+/// sender's stack sends a datagram that does not fit (lowest offset first).
+pub fn fragments(frame: &[u8], id: u16) -> Vec<Vec<u8>> {
+    let mut f = frame.to_vec();
+    set_ipv4_id(&mut f, id);
+    ipv4_fragments(&f, FRAG_DATA)
+        .unwrap_or_else(|| panic!("a frame of {} bytes does not fragment", frame.len()))
+}
+
+/// Every fragment that came out is its expected one byte for byte, IPv4
+/// checksum included, and they reassemble into a datagram whose L4
+/// checksum (in the first fragment, over the whole datagram) is right.
+pub fn assert_fragments(outs: &[Vec<u8>], expected: &[Vec<u8>]) {
+    assert_eq!(outs.len(), expected.len(), "number of fragments");
+    for (i, (out, exp)) in outs.iter().zip(expected).enumerate() {
+        assert!(ipv4_checksum_ok(out), "fragment {i}: IPv4 checksum");
+        assert!(
+            out == exp,
+            "fragment {i} differs from the expected one:\n got {:02x?}\nwant {:02x?}",
+            &out[..out.len().min(64)],
+            &exp[..exp.len().min(64)]
+        );
+    }
+    let whole = reassemble_ipv4(outs).expect("the fragments reassemble");
+    assert!(
+        l4_checksum_ok(&whole),
+        "L4 checksum of the reassembled datagram"
+    );
+}
+
+/// The `tw_frag4` key of a datagram.
+pub fn frag_key(saddr: Ipv4Addr, daddr: Ipv4Addr, id: u16, proto: u8) -> Frag4Key {
+    Frag4Key {
+        saddr: be32(saddr),
+        daddr: be32(daddr),
+        id: be16(id),
+        proto,
+        pad: 0,
+    }
+}
+
+impl Node {
+    /// What `tw_frag4` holds for a datagram.
+    pub fn frag(&self, key: &Frag4Key) -> Option<Frag4Entry> {
+        self.maps.frag.get(key, 0).ok()
+    }
+
+    /// Runs every fragment through a program; each must get `verdict`.
+    /// Returns the frames that came out.
+    pub fn run_fragments(
+        &self,
+        object: &str,
+        program: &str,
+        frags: &[Vec<u8>],
+        ifindex: u32,
+        verdict: u32,
+    ) -> Vec<Vec<u8>> {
+        frags
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let run = self.run_on(object, program, f, ifindex);
+                assert_eq!(
+                    run.retval,
+                    verdict,
+                    "fragment {i} through {program} (drops {:?})",
+                    self.maps.drop_counts()
+                );
+                run.out
+            })
+            .collect()
+    }
 }
