@@ -386,11 +386,17 @@ impl FilterFlag {
             },
             "node-name" => FilterFlag::NodeName(v),
             "drop-reason-desc" => {
-                if !DropReason::ALL.iter().any(|r| r.name() == value) {
-                    let names: Vec<&str> = DropReason::ALL.iter().map(|r| r.name()).collect();
+                // Hubble's names (what flows carry); Cilium's datapath
+                // names are taken too, as their Hubble names.
+                let Some(r) = DropReason::ALL
+                    .iter()
+                    .find(|r| r.hubble_name() == value || r.name() == value)
+                else {
+                    let names: Vec<&str> =
+                        DropReason::ALL.iter().map(|r| r.hubble_name()).collect();
                     return Err(invalid(&format!("one of {}", names.join(", "))));
-                }
-                FilterFlag::DropReasonDesc(v)
+                };
+                FilterFlag::DropReasonDesc(r.hubble_name().to_string())
             }
             "uuid" => FilterFlag::Uuid(v),
             "tcp-flags" => FilterFlag::TcpFlags(parse_tcp_flags(value).ok_or_else(|| {
@@ -1234,6 +1240,15 @@ mod tests {
         assert!(req(&["--protocol", "gopher"]).is_err());
         assert!(req(&["--type", "nope"]).is_err());
         assert!(req(&["--drop-reason-desc", "NOPE"]).is_err());
+        // Hubble's name, or the datapath's, which means the same reason.
+        for name in ["SERVICE_BACKEND_NOT_FOUND", "NO_SERVICE"] {
+            let r = req(&["--drop-reason-desc", name]).unwrap();
+            assert_eq!(
+                r.whitelist[0].drop_reason_desc,
+                ["SERVICE_BACKEND_NOT_FOUND"],
+                "{name}"
+            );
+        }
         assert_eq!(
             req(&["--pod"]).unwrap_err(),
             ArgsError::MissingValue { flag: "pod" }
