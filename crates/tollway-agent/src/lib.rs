@@ -726,11 +726,15 @@ impl Agent {
     fn sync_routes(&mut self, snap: &Snapshot) {
         if let Some(r) = self.routes.as_mut() {
             r.reconcile(snap.nodes());
-            self.status.node_routes = Some(status::NodeRoutesReport {
+            let report = Some(status::NodeRoutesReport {
                 routes: r.report.routes.clone(),
                 warnings: r.report.warnings.clone(),
                 error: r.report.error.clone(),
             });
+            if report != self.status.node_routes {
+                self.status.node_routes = report;
+                self.write_status();
+            }
         }
     }
 

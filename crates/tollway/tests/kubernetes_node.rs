@@ -295,6 +295,13 @@ fn a_kubernetes_node_attaches_by_cni_record_routes_to_other_nodes_and_answers_in
         "no route to its own pods: {routes}"
     );
 
+    // The status reports it (written right after the routes change).
+    setup.status_when("the route in the status", |v| {
+        v["agent"]["nodeRoutes"]["routes"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|r| r == "10.244.2.0/24 via 172.18.0.3"))
+    });
+
     // The seed's inspect commands, as `kubectl exec ds/tollway --` runs them.
     let verbose = ok(env, &["status", "--verbose"]);
     println!("{verbose}");
