@@ -15,11 +15,20 @@
  *  - tw_lb4_revnat maps rev_nat_index to the frontend, to restore it on
  *    replies (tc path) and in getpeername/recvmsg (socket path);
  *  - Maglev services have an inner array of M backend ids in tw_lb4_maglev,
- *    keyed by rev_nat_index; M is tw_config.maglev_m.
+ *    keyed by rev_nat_index; M is tw_config.maglev_m;
+ *  - a frontend with TW_SVC_F_SRC_RANGE (a LoadBalancer ingress IP of a
+ *    Service with spec.loadBalancerSourceRanges) admits only clients in
+ *    one of its prefixes in tw_lb4_srcrange, keyed by {rev_nat_index,
+ *    prefix} (Cilium's lb4_src_range): the uplink drops the others
+ *    (TW_DROP_NOT_IN_SRC_RANGE), every packet, before any translation or
+ *    conntrack entry. No entry admits nobody.
  *
  * Update order (user space), so that no packet sees a half-written service:
  * add backends, then slots, then the master (count) last; on shrink write the
- * master first, then remove slots, then unused backends.
+ * master first, then remove slots, then unused backends. Source ranges:
+ * a frontend's prefixes are added before its master gets (or keeps)
+ * TW_SVC_F_SRC_RANGE, and removed after the flag goes (or, while it
+ * stays, after the new ones are in).
  */
 #ifndef TOLLWAY_ABI_LB_H
 #define TOLLWAY_ABI_LB_H
@@ -34,6 +43,7 @@
 /* tw_lb4_maglev     HASH_OF_MAPS __u32 rev_nat  -> ARRAY[M] of __u32 backend_id */
 /* tw_lb4_affinity   LRU_HASH  struct tw_lb4_affinity_key -> struct tw_lb_affinity */
 /* tw_lb4_rev_sk    LRU_HASH  struct tw_lb4_reverse_sk_key -> struct tw_lb4_reverse_sk */
+/* tw_lb4_srcrange   LPM_TRIE  struct tw_lb4_src_range_key -> __u8 (1)        */
 /* tw_sock_skip      HASH      __u64 cgroup id -> __u32 (1: use the tc path)   */
 /* tw_config         ARRAY[1]  struct tw_config                               */
 /* tw_drops          PERCPU_ARRAY[TW_DROPS_MAX] __u64 (abi/drop.h)             */
@@ -54,6 +64,7 @@
 #define TW_LB_AFFINITY_MAX 65536
 #define TW_LB_REVERSE_SK_MAX 262144
 #define TW_SOCK_SKIP_MAX 4096
+#define TW_LB_SRC_RANGE_MAX 16384
 
 /* Default Maglev table size: a prime, as Cilium's default. */
 #define TW_LB_MAGLEV_M_DEFAULT 16381
@@ -93,6 +104,11 @@ TW_ABI_ASSERT_OFFSET(struct tw_lb4_key, pad, 10);
  * TW_SVC_F_NODEPORT on the node IP. */
 #define TW_SVC_F_LOADBALANCER 0x0020
 #define TW_SVC_F_EXTERNAL_IP 0x0040
+/* The frontend admits only the clients of its prefixes in tw_lb4_srcrange
+ * (set on LoadBalancer ingress IPs of a Service with
+ * spec.loadBalancerSourceRanges; checked by tw_from_netdev only: pods of
+ * the cluster are not filtered, as with Cilium). */
+#define TW_SVC_F_SRC_RANGE 0x0080
 
 /* tw_lb4_service.algorithm */
 #define TW_LB_ALG_RANDOM 1
@@ -192,6 +208,26 @@ TW_ABI_ASSERT_SIZE(struct tw_lb4_reverse_sk, 8);
 TW_ABI_ASSERT_OFFSET(struct tw_lb4_reverse_sk, address, 0);
 TW_ABI_ASSERT_OFFSET(struct tw_lb4_reverse_sk, port, 4);
 TW_ABI_ASSERT_OFFSET(struct tw_lb4_reverse_sk, rev_nat_index, 6);
+
+/* Key of tw_lb4_srcrange, an LPM trie: prefixlen counts the bits after it
+ * that must match, always all of rev_nat_index and pad
+ * (TW_LB_SRC_RANGE_FIXED_BITS) and then the range's prefix length of
+ * `address`. A lookup uses TW_LB_SRC_RANGE_FIXED_BITS + 32 and the
+ * client's address. */
+#define TW_LB_SRC_RANGE_FIXED_BITS 32
+
+struct tw_lb4_src_range_key {
+	__u32 prefixlen;      /* offset 0: TW_LB_SRC_RANGE_FIXED_BITS + 0..32 */
+	__u16 rev_nat_index;  /* offset 4: the frontend (host order) */
+	__u16 pad;            /* offset 6: zero */
+	__be32 address;       /* offset 8: the range's network address */
+};
+
+TW_ABI_ASSERT_SIZE(struct tw_lb4_src_range_key, 12);
+TW_ABI_ASSERT_OFFSET(struct tw_lb4_src_range_key, prefixlen, 0);
+TW_ABI_ASSERT_OFFSET(struct tw_lb4_src_range_key, rev_nat_index, 4);
+TW_ABI_ASSERT_OFFSET(struct tw_lb4_src_range_key, pad, 6);
+TW_ABI_ASSERT_OFFSET(struct tw_lb4_src_range_key, address, 8);
 
 /* tw_config.flags */
 #define TW_CFG_F_SOCK_LB 0x0001

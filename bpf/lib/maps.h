@@ -23,8 +23,8 @@
 #include "abi/frag.h"
 
 /*
- * Maps written only by user space (services, backends, rev NAT, socket
- * skip list) are not preallocated: they are sized for the largest cluster
+ * Maps written only by user space (services, backends, rev NAT, source
+ * ranges, socket skip list) are not preallocated: they are sized for the largest cluster
  * and mostly empty, and the datapath never inserts into them.
  */
 
@@ -93,6 +93,17 @@ struct {
 	__type(value, struct tw_lb4_reverse_sk);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } tw_lb4_rev_sk SEC(".maps");
+
+/* A LoadBalancer frontend's source ranges (TW_SVC_F_SRC_RANGE), written by
+ * user space only. LPM tries must be created with BPF_F_NO_PREALLOC. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, TW_LB_SRC_RANGE_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct tw_lb4_src_range_key);
+	__type(value, __u8);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} tw_lb4_srcrange SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

@@ -9,7 +9,8 @@
  *  (the kernel routes it to the pod), DNAT + SNAT to a remote one
  *  (redirected straight back out); restores replies of SNATed flows and
  *  sends them back to the client; drops (ETP=Local) or rejects frontends
- *  without a backend.
+ *  without a backend; drops clients outside a LoadBalancer frontend's
+ *  source ranges (spec.loadBalancerSourceRanges, TW_SVC_F_SRC_RANGE).
  *
  *  tw_to_netdev (tc egress: packets to the fabric) restores the frontend
  *  (node IP:node port, LoadBalancer or external IP:port) as the source of
@@ -84,6 +85,11 @@ int tw_from_netdev(struct __sk_buff *skb)
 	svc = tw_np_frontend(&key, &pkt, kinds);
 	if (!svc)
 		return TC_ACT_OK;
+	/* 2b. A LoadBalancer frontend with source ranges drops the clients
+	 * outside them, before any translation or conntrack entry. */
+	if ((svc->flags & TW_SVC_F_SRC_RANGE) &&
+	    !tw_np_src_range_ok(svc->rev_nat_index, pkt.saddr))
+		return tw_drop_pkt(skb, &pkt, TW_DROP_NOT_IN_SRC_RANGE);
 	/* 3. Translated, as a node port is. */
 	return tw_np_xlate(skb, &pkt, &cfg, &key, svc, bpf_ktime_get_ns());
 }

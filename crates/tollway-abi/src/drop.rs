@@ -34,6 +34,16 @@ mod tests {
             DropReason::FragNotFound.description(),
             "First logical datagram fragment not found"
         );
+        assert_eq!(DropReason::NotInSrcRange.code(), 177);
+        assert_eq!(DropReason::NotInSrcRange.name(), "NOT_IN_SRC_RANGE");
+        assert_eq!(
+            DropReason::NotInSrcRange.hubble_name(),
+            "DENIED_BY_LB_SRC_RANGE_CHECK"
+        );
+        assert_eq!(
+            DropReason::NotInSrcRange.description(),
+            "Denied by LB src range check"
+        );
         let mut codes: Vec<u8> = DropReason::ALL.iter().map(|r| r.code()).collect();
         codes.sort_unstable();
         codes.dedup();

@@ -20,6 +20,11 @@ abi_consts!(LB_CONSTS in "lb.h" {
     TW_LB_REVERSE_SK_MAX: u32 = 262144,
     /// Capacity of `tw_sock_skip`.
     TW_SOCK_SKIP_MAX: u32 = 4096,
+    /// Capacity of `tw_lb4_srcrange` (source ranges of all frontends).
+    TW_LB_SRC_RANGE_MAX: u32 = 16384,
+    /// Bits of a `tw_lb4_src_range_key` every entry matches in full
+    /// (`rev_nat_index` and `pad`), before the range's own prefix.
+    TW_LB_SRC_RANGE_FIXED_BITS: u32 = 32,
     /// Default Maglev table size (prime).
     TW_LB_MAGLEV_M_DEFAULT: u32 = 16381,
     /// Key scope: every client.
@@ -40,6 +45,9 @@ abi_consts!(LB_CONSTS in "lb.h" {
     TW_SVC_F_LOADBALANCER: u16 = 0x0020,
     /// Service flag: one of `spec.externalIPs` (served at the uplink too).
     TW_SVC_F_EXTERNAL_IP: u16 = 0x0040,
+    /// Service flag: the frontend admits only the clients of its prefixes
+    /// in `tw_lb4_srcrange` (`spec.loadBalancerSourceRanges`).
+    TW_SVC_F_SRC_RANGE: u16 = 0x0080,
     /// Algorithm: random backend.
     TW_LB_ALG_RANDOM: u8 = 1,
     /// Algorithm: Maglev consistent hashing.
@@ -185,6 +193,21 @@ abi_struct! {
         pub port: u16,
         /// The service.
         pub rev_nat_index: u16,
+    }
+}
+
+abi_struct! {
+    /// Key of `tw_lb4_srcrange` (LPM trie; the value is a `u8`, 1): a
+    /// frontend's source range.
+    pub struct Lb4SrcRangeKey = "tw_lb4_src_range_key" in "lb.h" {
+        /// `TW_LB_SRC_RANGE_FIXED_BITS` + the range's prefix length (0..32).
+        pub prefixlen: u32,
+        /// The frontend's reverse-NAT index (host order).
+        pub rev_nat_index: u16,
+        /// Zero.
+        pub pad: u16,
+        /// The range's network address (`__be32`).
+        pub address: u32,
     }
 }
 

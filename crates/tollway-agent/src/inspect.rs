@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use tollway_abi::{
     TW_CT_F_INGRESS, TW_CT_F_SERVICE, TW_SVC_F_AFFINITY, TW_SVC_F_CLUSTERIP, TW_SVC_F_ETP_LOCAL,
-    TW_SVC_F_EXTERNAL_IP, TW_SVC_F_LOADBALANCER, TW_SVC_F_NODEPORT, ip_of, port_of,
+    TW_SVC_F_EXTERNAL_IP, TW_SVC_F_LOADBALANCER, TW_SVC_F_NODEPORT, TW_SVC_F_SRC_RANGE, ip_of,
+    port_of,
 };
 use tollway_datapath::lb::{LbMaps, MapsError};
 
@@ -41,6 +42,9 @@ fn service_type(flags: u16) -> String {
     }
     if flags & TW_SVC_F_AFFINITY != 0 {
         t.push("sessionAffinity");
+    }
+    if flags & TW_SVC_F_SRC_RANGE != 0 {
+        t.push("check source-range");
     }
     t.join(", ")
 }
@@ -77,6 +81,10 @@ pub struct LbServiceRow {
     pub algorithm: String,
     /// Backend slots.
     pub backends: Vec<LbBackendRow>,
+    /// The clients a frontend with `check source-range` admits
+    /// (`10.0.0.0/8`); empty otherwise (and when it admits nobody).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub source_ranges: Vec<String>,
 }
 
 /// (address, port, protocol, scope) of a frontend.
@@ -102,8 +110,22 @@ pub fn lb_list(maps: &LbMaps) -> Result<Vec<LbServiceRow>, MapsError> {
                 .push((k.backend_slot, v.backend_id));
         }
     }
+    let mut ranges: BTreeMap<u16, Vec<(std::net::Ipv4Addr, u8)>> = BTreeMap::new();
+    for (index, address, prefix_len) in maps.src_ranges()? {
+        ranges.entry(index).or_default().push((address, prefix_len));
+    }
     let mut out = Vec::new();
     for (id, m) in masters {
+        let mut source_ranges = if m.flags & TW_SVC_F_SRC_RANGE != 0 {
+            ranges.get(&m.rev_nat_index).cloned().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        source_ranges.sort_unstable();
+        let source_ranges = source_ranges
+            .into_iter()
+            .map(|(a, n)| format!("{a}/{n}"))
+            .collect();
         let mut bs = slots.remove(&id).unwrap_or_default();
         bs.sort_unstable();
         let backends = bs
@@ -143,6 +165,7 @@ pub fn lb_list(maps: &LbMaps) -> Result<Vec<LbServiceRow>, MapsError> {
                 "random".into()
             },
             backends,
+            source_ranges,
         });
     }
     Ok(out)
@@ -347,6 +370,10 @@ mod tests {
         assert_eq!(
             service_type(TW_SVC_F_EXTERNAL_IP | TW_SVC_F_AFFINITY),
             "ExternalIPs, sessionAffinity"
+        );
+        assert_eq!(
+            service_type(TW_SVC_F_LOADBALANCER | TW_SVC_F_SRC_RANGE),
+            "LoadBalancer, check source-range"
         );
     }
 }

@@ -8,6 +8,7 @@ use tollway_abi::{Lb4Backend, Lb4Key, Lb4Revnat, Lb4Service, be16, be32, ip_of, 
 use tollway_datapath::lb::{LbMaps, MapsError};
 use tollway_lb::{
     Algorithm, Applied, AppliedBackend, AppliedService, BackendAddr, Frontend, Op, Proto, Scope,
+    SourceRange,
 };
 
 /// The map key of a frontend's slot.
@@ -105,6 +106,11 @@ pub fn read_applied(maps: &LbMaps) -> Result<Applied, MapsError> {
             applied.maglev.insert(index, table);
         }
     }
+    for (index, address, prefix_len) in maps.src_ranges()? {
+        if let Some(range) = SourceRange::new(address, prefix_len) {
+            applied.src_ranges.insert((index, range));
+        }
+    }
     Ok(applied)
 }
 
@@ -196,5 +202,11 @@ pub fn execute(maps: &mut LbMaps, op: &Op) -> Result<(), MapsError> {
         ),
         Op::SetMaglev { index, table } => maps.set_maglev(*index, table),
         Op::DeleteMaglev { index } => maps.delete_maglev(*index),
+        Op::UpsertSrcRange { index, range } => {
+            maps.set_src_range(*index, range.network(), range.prefix_len())
+        }
+        Op::DeleteSrcRange { index, range } => {
+            maps.delete_src_range(*index, range.network(), range.prefix_len())
+        }
     }
 }

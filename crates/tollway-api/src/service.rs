@@ -68,6 +68,11 @@ pub struct ServiceSpec {
     /// `LoadBalancer`: whether node ports are allocated (default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allocate_load_balancer_node_ports: Option<bool>,
+    /// `LoadBalancer`: the clients (CIDRs) the load balancer's ingress IPs
+    /// admit; empty admits everyone. The API server allows the entries to
+    /// be space-padded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub load_balancer_source_ranges: Vec<String>,
     /// `LoadBalancer` with `externalTrafficPolicy: Local`: the node port on
     /// which each node answers a load balancer's health check (200 with
     /// local endpoints, 503 without), allocated when omitted.
@@ -272,6 +277,19 @@ impl Service {
             .flat_map(|lb| lb.ingress.iter())
             .filter(|i| i.ip_mode.as_deref() != Some("Proxy"))
             .filter_map(|i| i.ip.as_deref())
+    }
+}
+
+impl Service {
+    /// `spec.loadBalancerSourceRanges` as the datapath applies them: empty
+    /// (everyone admitted) unless the service is a LoadBalancer; each
+    /// entry trimmed of the spaces the API server allows.
+    pub fn load_balancer_source_ranges(&self) -> impl Iterator<Item = &str> + '_ {
+        self.spec
+            .load_balancer_source_ranges
+            .iter()
+            .filter(|_| self.service_type() == ServiceType::LoadBalancer)
+            .map(|r| r.trim())
     }
 }
 

@@ -18,7 +18,8 @@ use std::{net::Ipv4Addr, time::Duration};
 use common::lb::*;
 use tollway_abi::{
     Config, Lb4Backend, Lb4Revnat, Lb4Service, TW_BE_F_LOCAL, TW_CFG_F_NODEPORT, TW_LB_ALG_RANDOM,
-    TW_LB_SCOPE_EXT, TW_SVC_F_CLUSTERIP, TW_SVC_F_NODEPORT, be16, be32,
+    TW_LB_SCOPE_EXT, TW_SVC_F_CLUSTERIP, TW_SVC_F_LOADBALANCER, TW_SVC_F_NODEPORT,
+    TW_SVC_F_SRC_RANGE, be16, be32,
 };
 use tollway_datapath::{
     testutil::{IPPROTO_UDP, Ipv4Endpoints, TcpPacket, UdpPacket, tcp_flags},
@@ -37,6 +38,9 @@ const CLIENT: Ipv4Addr = Ipv4Addr::new(172, 18, 255, 254);
 const CLIENT_MAC: [u8; 6] = [0x02, 0x42, 0xac, 0x12, 0xff, 0xfe];
 const NP_BACKEND: Ipv4Addr = Ipv4Addr::new(10, 244, 1, 11);
 const NODE_PORT: u16 = 30053;
+/// A LoadBalancer ingress IP routed to the node, at its service port.
+const LB_IP: Ipv4Addr = Ipv4Addr::new(172, 18, 200, 20);
+const LB_PORT: u16 = 53;
 const BACKEND_PORT: u16 = 8080;
 
 /// Single runs per measured case (each its own BPF_PROG_TEST_RUN: the
@@ -192,6 +196,34 @@ fn unfragmented_per_packet_cost_and_output() {
         NP_BACKEND,
         TW_BE_F_LOCAL,
     );
+    add_udp_service(
+        &mut node,
+        LB_IP,
+        LB_PORT,
+        TW_SVC_F_LOADBALANCER,
+        3,
+        NP_BACKEND,
+        TW_BE_F_LOCAL,
+    );
+    // The same with spec.loadBalancerSourceRanges: 64 ranges of which the
+    // client's is one (a /24; the others /16s elsewhere).
+    add_udp_service(
+        &mut node,
+        LB_IP,
+        LB_PORT + 1,
+        TW_SVC_F_LOADBALANCER | TW_SVC_F_SRC_RANGE,
+        4,
+        NP_BACKEND,
+        TW_BE_F_LOCAL,
+    );
+    node.maps
+        .set_src_range(4, Ipv4Addr::new(172, 18, 255, 0), 24)
+        .unwrap();
+    for i in 0..63u8 {
+        node.maps
+            .set_src_range(4, Ipv4Addr::new(100, i, 0, 0), 16)
+            .unwrap();
+    }
     let payload = [0x5a_u8; 64];
     let to_pod = |src| ep(HOST_MAC, POD_MAC, src, POD);
     let from_pod = |dst| ep(POD_MAC, HOST_MAC, POD, dst);
@@ -244,6 +276,40 @@ fn unfragmented_per_packet_cost_and_output() {
             expected: udp(
                 ep(CLIENT_MAC, NODE_MAC, CLIENT, NP_BACKEND),
                 40000,
+                BACKEND_PORT,
+                &payload,
+            ),
+        },
+        Case {
+            name: "from_netdev_lb_ip_udp_dnat",
+            object: "nodeport",
+            program: "tw_from_netdev",
+            input: udp(
+                ep(CLIENT_MAC, NODE_MAC, CLIENT, LB_IP),
+                40002,
+                LB_PORT,
+                &payload,
+            ),
+            expected: udp(
+                ep(CLIENT_MAC, NODE_MAC, CLIENT, NP_BACKEND),
+                40002,
+                BACKEND_PORT,
+                &payload,
+            ),
+        },
+        Case {
+            name: "from_netdev_lb_ip_source_ranges_udp_dnat",
+            object: "nodeport",
+            program: "tw_from_netdev",
+            input: udp(
+                ep(CLIENT_MAC, NODE_MAC, CLIENT, LB_IP),
+                40003,
+                LB_PORT + 1,
+                &payload,
+            ),
+            expected: udp(
+                ep(CLIENT_MAC, NODE_MAC, CLIENT, NP_BACKEND),
+                40003,
                 BACKEND_PORT,
                 &payload,
             ),

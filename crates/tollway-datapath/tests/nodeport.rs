@@ -21,8 +21,10 @@ use tollway_abi::{
     TW_CT_LIFETIME_TCP_ESTABLISHED, TW_CT_LIFETIME_TCP_SYN, TW_CT_S_ESTABLISHED, TW_CT_S_NODEPORT,
     TW_CT_S_SEEN_REPLY, TW_CT_S_SYN_SEEN, TW_LB_ALG_RANDOM, TW_LB_SCOPE_EXT, TW_LB_SCOPE_INT,
     TW_SVC_F_CLUSTERIP, TW_SVC_F_ETP_LOCAL, TW_SVC_F_EXTERNAL_IP, TW_SVC_F_LOADBALANCER,
-    TW_SVC_F_NODEPORT, TW_SVC_F_TWO_SCOPES, be16, be32,
+    TW_SVC_F_NODEPORT, TW_SVC_F_SRC_RANGE, TW_SVC_F_TWO_SCOPES, be16, be32,
 };
+use tollway_abi::{Event, TW_AGG_MEDIUM, TW_EV_DROP};
+use tollway_datapath::lb::EventMaps;
 use tollway_datapath::{
     testutil::{
         ETH_HLEN, ETH_P_ARP, ETH_P_IPV6, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPV4_HLEN,
@@ -2085,6 +2087,312 @@ fn an_external_ip_equal_to_the_node_ip_is_served() {
 }
 
 // ---------------------------------------------------------------------------
+// spec.loadBalancerSourceRanges: TW_SVC_F_SRC_RANGE and tw_lb4_srcrange.
+// ---------------------------------------------------------------------------
+
+const DROP_NOT_IN_SRC_RANGE: u8 = 177;
+/// A client outside the ranges of the tests below (CLIENT is inside).
+const OUTSIDER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 9);
+const LB_RANGED: u16 = TW_SVC_F_LOADBALANCER | TW_SVC_F_SRC_RANGE;
+
+impl Node {
+    /// Admits `address/len` to the frontend with reverse-NAT index `rev_nat`.
+    fn add_src_range(&mut self, rev_nat: u16, address: Ipv4Addr, len: u8) {
+        self.maps.set_src_range(rev_nat, address, len).unwrap();
+    }
+
+    /// The ranges CLIENT is in (and an unrelated one) for `rev_nat`.
+    fn admit_client(&mut self, rev_nat: u16) {
+        self.add_src_range(rev_nat, Ipv4Addr::new(172, 18, 255, 0), 24);
+        self.add_src_range(rev_nat, Ipv4Addr::new(10, 0, 0, 0), 8);
+    }
+
+    /// Whether any conntrack entry or SNAT mapping names `client`.
+    fn tracks(&self, client: Ipv4Addr) -> bool {
+        let ct = self
+            .maps
+            .ct
+            .keys()
+            .filter_map(Result::ok)
+            .any(|k| k.saddr == be32(client) || k.daddr == be32(client));
+        let nat = self
+            .maps
+            .np_nat
+            .iter()
+            .filter_map(Result::ok)
+            .any(|(_, v)| v.client_addr == be32(client));
+        ct || nat
+    }
+
+    fn events_on(&mut self) {
+        EventMaps::open(self.pin_dir())
+            .unwrap()
+            .set_config(true, TW_AGG_MEDIUM)
+            .unwrap();
+    }
+
+    /// The drop events in the ring (consumed): (reason, source,
+    /// destination, destination port).
+    fn drop_events(&self) -> Vec<(u8, Ipv4Addr, Ipv4Addr, u16)> {
+        let mut ring = EventMaps::ring(self.pin_dir()).unwrap();
+        let mut out = Vec::new();
+        while let Some(item) = ring.next() {
+            let (ev, _) = Event::parse(&item).expect("a whole record");
+            if ev.ev_type == TW_EV_DROP {
+                out.push((
+                    ev.subtype,
+                    Ipv4Addr::from(u32::from_be(ev.saddr)),
+                    Ipv4Addr::from(u32::from_be(ev.daddr)),
+                    u16::from_be(ev.dport),
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// A SYN from `src` to `dst`:`dport`.
+fn syn_from(src: Ipv4Addr, dst: Ipv4Addr, dport: u16, sport: u16) -> TcpPacket {
+    TcpPacket {
+        ip: Ipv4Endpoints {
+            src_ip: src,
+            ..client_ep(dst)
+        },
+        dst_port: dport,
+        ..syn(sport)
+    }
+}
+
+/// A LoadBalancer IP with source ranges: a client inside them is served
+/// exactly as without them (local DNAT, UDP, remote DNAT + SNAT); one
+/// outside is dropped with NOT_IN_SRC_RANGE (counted, reported as a drop
+/// event) before any translation: no conntrack entry, no SNAT mapping.
+#[test]
+fn load_balancer_source_ranges_admit_only_their_clients() {
+    let mut node = Node::new();
+    let remote_port = SVC_PORT + 1;
+    node.add_service(&Service::vip(LB_IP, LB_RANGED, IPPROTO_TCP, 100, &[1]));
+    node.add_service(&Service::vip(LB_IP, LB_RANGED, IPPROTO_UDP, 101, &[2]));
+    node.add_service(&Service {
+        port: remote_port,
+        ..Service::vip(LB_IP, LB_RANGED, IPPROTO_TCP, 102, &[11])
+    });
+    for rev in [100, 101, 102] {
+        node.admit_client(rev);
+    }
+    // The outsider's range belongs to another frontend: ranges are per
+    // frontend (keyed by its reverse-NAT index).
+    node.add_src_range(103, OUTSIDER, 32);
+    node.events_on();
+    let _ = node.drop_events();
+
+    // Inside: translated as before.
+    let syn_in = syn_to(LB_IP, 41000);
+    let run = node.run(FROM, &syn_in.build());
+    assert_eq!(run.retval, TC_ACT_OK);
+    assert_translated(
+        &run,
+        &TcpPacket {
+            ip: client_ep(backend_ip(1)),
+            dst_port: BACKEND_PORT,
+            ..syn_in.clone()
+        }
+        .build(),
+    );
+    let sct = node.ct_must(&vip_ct_key(LB_IP, 41000, IPPROTO_TCP), "the admitted flow");
+    assert_eq!((sct.backend_id, sct.rev_nat_index), (1, 100));
+    let query = UdpPacket {
+        ip: client_ep(LB_IP),
+        dst_port: SVC_PORT,
+        ..datagram(41001, b"a query")
+    };
+    let run = node.run(FROM, &query.build());
+    assert_eq!(run.retval, TC_ACT_OK);
+    assert_translated(
+        &run,
+        &UdpPacket {
+            ip: client_ep(backend_ip(2)),
+            dst_port: BACKEND_PORT,
+            ..query.clone()
+        }
+        .build(),
+    );
+    let (id, _) = node.snat(
+        &TcpPacket {
+            dst_port: remote_port,
+            ..syn_to(LB_IP, 41002)
+        }
+        .build(),
+    );
+    assert_eq!(id, 11);
+    assert_eq!(node.maps.np_nat.keys().count(), 1);
+    assert_eq!(node.drops(DROP_NOT_IN_SRC_RANGE), 0);
+    assert!(node.drop_events().is_empty());
+
+    // Outside: dropped, TCP and UDP, local and remote backends alike.
+    let outsider = [
+        syn_from(OUTSIDER, LB_IP, SVC_PORT, 42000).build(),
+        UdpPacket {
+            ip: Ipv4Endpoints {
+                src_ip: OUTSIDER,
+                ..client_ep(LB_IP)
+            },
+            dst_port: SVC_PORT,
+            ..datagram(42001, b"a query")
+        }
+        .build(),
+        syn_from(OUTSIDER, LB_IP, remote_port, 42002).build(),
+    ];
+    for (i, frame) in outsider.iter().enumerate() {
+        let run = node.run(FROM, frame);
+        assert_eq!(run.retval, TC_ACT_SHOT, "outsider packet {i}");
+    }
+    assert_eq!(node.drops(DROP_NOT_IN_SRC_RANGE), 3);
+    assert!(
+        !node.tracks(OUTSIDER),
+        "no conntrack entry, no SNAT mapping"
+    );
+    assert_eq!(
+        node.maps.np_nat.keys().count(),
+        1,
+        "the admitted flow's only"
+    );
+    assert_eq!(
+        node.drop_events(),
+        [
+            (DROP_NOT_IN_SRC_RANGE, OUTSIDER, LB_IP, SVC_PORT),
+            (DROP_NOT_IN_SRC_RANGE, OUTSIDER, LB_IP, SVC_PORT),
+            (DROP_NOT_IN_SRC_RANGE, OUTSIDER, LB_IP, remote_port),
+        ]
+    );
+    let drops = node.maps.drop_counts().unwrap();
+    assert_eq!(drops, [(DROP_NOT_IN_SRC_RANGE, 3)], "nothing else dropped");
+}
+
+/// Only a frontend with TW_SVC_F_SRC_RANGE is checked: without the flag
+/// everyone is served (its ranges, if any, are not looked at), and the
+/// same service's node port is not filtered (Cilium's default). With the
+/// flag and no entry (a Service listing IPv6 ranges only) nobody is.
+#[test]
+fn source_ranges_apply_to_flagged_frontends_only() {
+    let mut node = Node::new();
+    // The service's LoadBalancer IP with ranges, its node port without.
+    node.add_service(&Service::vip(LB_IP, LB_RANGED, IPPROTO_TCP, 110, &[1]));
+    node.admit_client(110);
+    node.add_service(&Service::tcp(111, &[1]));
+    // A LoadBalancer IP without the flag, though ranges are there.
+    node.add_service(&Service {
+        port: SVC_PORT + 1,
+        ..Service::vip(LB_IP, TW_SVC_F_LOADBALANCER, IPPROTO_TCP, 112, &[1])
+    });
+    node.admit_client(112);
+    // With the flag and no range at all.
+    node.add_service(&Service {
+        port: SVC_PORT + 2,
+        ..Service::vip(LB_IP, LB_RANGED, IPPROTO_TCP, 113, &[1])
+    });
+
+    let served = |node: &mut Node, frame: TcpPacket, what: &str| {
+        let run = node.run(FROM, &frame.build());
+        assert_eq!(run.retval, TC_ACT_OK, "{what}");
+        assert_translated(
+            &run,
+            &TcpPacket {
+                ip: Ipv4Endpoints {
+                    dst_ip: backend_ip(1),
+                    ..frame.ip
+                },
+                dst_port: BACKEND_PORT,
+                ..frame.clone()
+            }
+            .build(),
+        );
+    };
+    let dropped = |node: &mut Node, frame: TcpPacket, what: &str| {
+        let before = node.drops(DROP_NOT_IN_SRC_RANGE);
+        let run = node.run(FROM, &frame.build());
+        assert_eq!(run.retval, TC_ACT_SHOT, "{what}");
+        assert_eq!(node.drops(DROP_NOT_IN_SRC_RANGE), before + 1, "{what}");
+    };
+    dropped(
+        &mut node,
+        syn_from(OUTSIDER, LB_IP, SVC_PORT, 43000),
+        "the ranged LoadBalancer IP",
+    );
+    served(
+        &mut node,
+        syn_from(OUTSIDER, NODE_IP, NODE_PORT, 43001),
+        "the same service's node port",
+    );
+    served(
+        &mut node,
+        syn_from(OUTSIDER, LB_IP, SVC_PORT + 1, 43002),
+        "a LoadBalancer IP without the flag",
+    );
+    served(
+        &mut node,
+        syn_from(CLIENT, LB_IP, SVC_PORT + 1, 43003),
+        "a LoadBalancer IP without the flag, from inside",
+    );
+    dropped(
+        &mut node,
+        syn_from(CLIENT, LB_IP, SVC_PORT + 2, 43004),
+        "the flag without ranges: CLIENT",
+    );
+    dropped(
+        &mut node,
+        syn_from(OUTSIDER, LB_IP, SVC_PORT + 2, 43005),
+        "the flag without ranges: the outsider",
+    );
+    // The whole address space admits everyone.
+    node.add_src_range(113, Ipv4Addr::UNSPECIFIED, 0);
+    served(
+        &mut node,
+        syn_from(OUTSIDER, LB_IP, SVC_PORT + 2, 43006),
+        "0.0.0.0/0",
+    );
+    assert_eq!(node.drops(DROP_NOT_IN_SRC_RANGE), 3);
+}
+
+/// Every packet to the frontend is checked, not only a flow's first: when
+/// the client's range goes (the Service changed), its established flow
+/// stops too, and the conntrack entry it has is left alone.
+#[test]
+fn a_removed_range_stops_established_flows() {
+    let mut node = Node::new();
+    node.add_service(&Service::vip(LB_IP, LB_RANGED, IPPROTO_TCP, 120, &[1]));
+    node.add_src_range(120, CLIENT, 32);
+    let ack = TcpPacket {
+        ip: client_ep(LB_IP),
+        dst_port: SVC_PORT,
+        ..client_tcp(44000, tcp_flags::ACK, b"GET /")
+    };
+    let run = node.run(FROM, &syn_to(LB_IP, 44000).build());
+    assert_eq!(run.retval, TC_ACT_OK);
+    let run = node.run(FROM, &ack.build());
+    assert_eq!(run.retval, TC_ACT_OK);
+    assert_eq!(run.frame().ip.dst, backend_ip(1));
+    let before = node.ct_must(&vip_ct_key(LB_IP, 44000, IPPROTO_TCP), "the flow");
+
+    node.maps.delete_src_range(120, CLIENT, 32).unwrap();
+    let run = node.run(FROM, &ack.build());
+    assert_eq!(run.retval, TC_ACT_SHOT, "the established flow is cut");
+    assert_eq!(node.drops(DROP_NOT_IN_SRC_RANGE), 1);
+    let after = node.ct_must(&vip_ct_key(LB_IP, 44000, IPPROTO_TCP), "the flow");
+    assert_eq!(after.tx_packets, before.tx_packets, "not accounted");
+
+    // Back in: the flow goes on with its backend.
+    node.add_src_range(120, Ipv4Addr::new(172, 18, 0, 0), 16);
+    let run = node.run(FROM, &ack.build());
+    assert_eq!(run.retval, TC_ACT_OK);
+    assert_eq!(run.frame().ip.dst, backend_ip(1));
+    assert_eq!(
+        node.maps.src_ranges().unwrap(),
+        [(120, Ipv4Addr::new(172, 18, 0, 0), 16)]
+    );
+}
+
+// ---------------------------------------------------------------------------
 // Real traffic through network namespaces.
 // ---------------------------------------------------------------------------
 
@@ -2711,4 +3019,160 @@ fn real_traffic_fragmented_udp() {
         eprintln!("{name}: {tracked} datagrams in tw_frag4");
         assert!(tracked > 0, "{name} saw first fragments");
     }
+}
+
+/// spec.loadBalancerSourceRanges through the real kernel paths, with two
+/// client addresses on the external host: a LoadBalancer IP routed to
+/// node1 (as in `real_traffic_external_and_load_balancer_ips`) whose
+/// frontends admit only 10.99.0.100/32 serves that client (a pod on node1,
+/// and a pod behind node2 through SNAT) and drops the other address,
+/// 10.99.0.101, at node1's uplink (TCP and UDP, no conntrack entry, no
+/// SNAT mapping), while the same service's node port serves the other
+/// address as before.
+#[test]
+fn real_traffic_load_balancer_source_ranges() {
+    use real::*;
+    use std::net::{IpAddr, TcpStream, UdpSocket};
+    use tollway_datapath::netns::run_in_netns;
+
+    let lb_ip = Ipv4Addr::new(192, 0, 2, 30);
+    let outsider = Ipv4Addr::new(10, 99, 0, 101);
+    let lab = Lab::new(2);
+    lab.ext
+        .ip(&["addr", "add", &format!("{outsider}/24"), "dev", "eth0"]);
+    // Which of its addresses the client sends from, per destination.
+    let from = |dst: &str, src: Ipv4Addr| {
+        lab.ext.ip(&[
+            "route",
+            "replace",
+            dst,
+            "via",
+            &NODE1_IP.to_string(),
+            "dev",
+            "eth0",
+            "src",
+            &src.to_string(),
+        ]);
+    };
+    from("192.0.2.0/24", EXT_IP);
+    from(&format!("{NODE1_IP}/32"), outsider);
+
+    let mut dp1 = node_datapath(&lab.nodes[0], NODE1_IP, "real-src-n1");
+    let dp2 = node_datapath(&lab.nodes[1], NODE2_IP, "real-src-n2");
+    // TCP and UDP frontends each (reverse-NAT indexes 2n and 2n + 1).
+    add_frontend(&mut dp1, lb_ip, LOCAL_PORT, LB_RANGED, POD1_IP, true, 7);
+    add_frontend(&mut dp1, lb_ip, REMOTE_PORT, LB_RANGED, POD2_IP, false, 8);
+    for rev in 14..=17 {
+        dp1.maps.set_src_range(rev, EXT_IP, 32).unwrap();
+    }
+    add_nodeport(&mut dp1, NODE1_IP, LOCAL_PORT, POD1_IP, true, 9);
+    let (listener1, udp1) = servers(&lab.nodes[0].pod, POD1_IP);
+    let (listener2, udp2) = servers(&lab.nodes[1].pod, POD2_IP);
+
+    // The admitted client, to both backends.
+    let (tcp_peer, udp_peer) = exchange(&lab.ext, lb_ip, LOCAL_PORT, &listener1, &udp1);
+    assert_eq!(tcp_peer.ip(), IpAddr::V4(EXT_IP), "client kept");
+    assert_eq!(udp_peer.ip(), IpAddr::V4(EXT_IP), "client kept");
+    let (tcp_peer, udp_peer) = exchange(&lab.ext, lb_ip, REMOTE_PORT, &listener2, &udp2);
+    for peer in [tcp_peer, udp_peer] {
+        assert_eq!(peer.ip(), IpAddr::V4(NODE1_IP), "SNATed to node1");
+    }
+    eprintln!("source ranges: {EXT_IP} reached {lb_ip} (both backends)");
+
+    // The other address reaches the same service's node port: its path
+    // works both ways.
+    let (tcp_peer, udp_peer) = exchange(&lab.ext, NODE1_IP, LOCAL_PORT, &listener1, &udp1);
+    assert_eq!(
+        tcp_peer.ip(),
+        IpAddr::V4(outsider),
+        "the node port is not filtered"
+    );
+    assert_eq!(udp_peer.ip(), IpAddr::V4(outsider));
+    assert_eq!(dp1.drops(DROP_NOT_IN_SRC_RANGE), 0);
+
+    // ... but not the LoadBalancer IP.
+    from("192.0.2.0/24", outsider);
+    let short = Duration::from_millis(1500);
+    for port in [LOCAL_PORT, REMOTE_PORT] {
+        let (tcp, udp) = run_in_netns(&lab.ext.path(), || {
+            let tcp = TcpStream::connect_timeout(&(lb_ip, port).into(), short);
+            let udp = UdpSocket::bind("0.0.0.0:0").unwrap();
+            udp.connect((lb_ip, port)).unwrap();
+            udp.send(b"query").unwrap();
+            (tcp, udp)
+        })
+        .unwrap();
+        let local = udp.local_addr().unwrap();
+        assert_eq!(
+            local.ip(),
+            IpAddr::V4(outsider),
+            "sent from the other address"
+        );
+        match tcp {
+            Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{port}: {e}"),
+            Ok(s) => panic!(
+                "{outsider} connected to {lb_ip}:{port} from {:?}",
+                s.local_addr()
+            ),
+        }
+    }
+    for (name, udp) in [("node1's pod", &udp1), ("node2's pod", &udp2)] {
+        udp.set_read_timeout(Some(short)).unwrap();
+        let mut buf = [0u8; 64];
+        if let Ok((n, peer)) = udp.recv_from(&mut buf) {
+            panic!("{name} got {:?} from {peer}", &buf[..n]);
+        }
+    }
+    let dropped = dp1.drops(DROP_NOT_IN_SRC_RANGE);
+    eprintln!("source ranges: {outsider} dropped at {lb_ip}, {dropped} packets");
+    // Both SYNs (and their retransmissions) and both datagrams.
+    assert!(dropped >= 4, "{dropped}");
+    assert_eq!(
+        lb_state_of(&dp1, outsider, lb_ip, 14..=17),
+        (0, 0),
+        "no conntrack entry, no SNAT mapping for the LoadBalancer IP"
+    );
+    // (What the check sees: the admitted client's flows.)
+    assert_ne!(lb_state_of(&dp1, EXT_IP, lb_ip, 14..=17), (0, 0));
+    let drops = dp1.maps.drop_counts().unwrap();
+    assert!(
+        drops.iter().all(|(code, _)| *code == DROP_NOT_IN_SRC_RANGE),
+        "{drops:?}"
+    );
+    assert!(dp2.maps.drop_counts().unwrap().is_empty());
+    assert!(
+        dp2.maps
+            .ct
+            .keys()
+            .filter_map(Result::ok)
+            .all(|k| k.saddr != be32(outsider)),
+        "nothing of the outsider reached node2"
+    );
+}
+
+/// (Conntrack entries naming `client` that belong to the frontends with a
+/// reverse-NAT index in `revs`, SNAT mappings of `client` to `frontend`).
+fn lb_state_of(
+    dp: &Node,
+    client: Ipv4Addr,
+    frontend: Ipv4Addr,
+    revs: std::ops::RangeInclusive<u16>,
+) -> (usize, usize) {
+    let ct = dp
+        .maps
+        .ct
+        .iter()
+        .filter_map(Result::ok)
+        .filter(|(k, v)| {
+            (k.saddr == be32(client) || k.daddr == be32(client)) && revs.contains(&v.rev_nat_index)
+        })
+        .count();
+    let nat = dp
+        .maps
+        .np_nat
+        .iter()
+        .filter_map(Result::ok)
+        .filter(|(_, v)| v.client_addr == be32(client) && v.frontend_addr == be32(frontend))
+        .count();
+    (ct, nat)
 }

@@ -7,13 +7,13 @@ use std::fmt;
 use std::net::Ipv4Addr;
 
 use tollway_api::{
-    AddressType, EndpointSlice, IntOrString, Pod, Protocol, Service, ServiceType, SessionAffinity,
-    TrafficPolicy,
+    AddressType, EndpointSlice, IntOrString, Ipv4Cidr, Pod, Protocol, Service, ServiceType,
+    SessionAffinity, TrafficPolicy,
 };
 
 use crate::model::{
     Algorithm, BackendAddr, DesiredService, Frontend, FrontendKind, LbConfig, NodeContext, Proto,
-    Scope, ServiceName,
+    Scope, ServiceName, SourceRange,
 };
 
 mod index;
@@ -147,7 +147,13 @@ impl fmt::Display for DesiredWarning {
 /// - the algorithm comes from the `tollway.io/lb-algorithm` or
 ///   `service.cilium.io/lb-algorithm` annotation (`maglev`, `random`),
 ///   else `cfg.default_algorithm`;
-/// - `sessionAffinity: ClientIP` sets the affinity timeout (default 10800 s).
+/// - `sessionAffinity: ClientIP` sets the affinity timeout (default 10800 s);
+/// - a LoadBalancer service's `loadBalancerSourceRanges` restrict its
+///   external-scope LoadBalancer frontends to the clients in one of its IPv4
+///   ranges ([`DesiredService::source_ranges`]; a list of IPv6 ranges only
+///   admits no IPv4 client); node ports, cluster IPs and external IPs are
+///   not restricted (Cilium's default), nor is the internal-scope twin
+///   in-cluster clients use.
 pub fn desired_services(
     services: &[&Service],
     pods: &[&Pod],
@@ -314,6 +320,8 @@ impl Endpoints {
 struct Common {
     algorithm: Algorithm,
     affinity_timeout: Option<u32>,
+    /// For its external-scope LoadBalancer frontends.
+    source_ranges: Option<Vec<SourceRange>>,
 }
 
 /// The frontends of one service, before duplicates across services are
@@ -354,6 +362,7 @@ pub(crate) fn service_frontends<'p>(
     let common = Common {
         algorithm: algorithm_of(svc, &full_name, cfg, warnings),
         affinity_timeout: affinity_of(svc),
+        source_ranges: source_ranges_of(svc),
     };
     let itp_local = spec.internal_traffic_policy == Some(TrafficPolicy::Local);
     let node_port = matches!(ty, ServiceType::NodePort | ServiceType::LoadBalancer);
@@ -492,7 +501,28 @@ fn make(
         affinity_timeout: common.affinity_timeout,
         etp_local,
         two_scopes,
+        source_ranges: (kind == FrontendKind::LoadBalancer && frontend.scope == Scope::External)
+            .then(|| common.source_ranges.clone())
+            .flatten(),
     }
+}
+
+/// `spec.loadBalancerSourceRanges`: `None` when the list is empty (or the
+/// service no LoadBalancer), else its IPv4 ranges, host bits cleared,
+/// sorted and deduplicated. Entries that are no IPv4 CIDR (IPv6 ones:
+/// validation refuses anything else) admit nobody, so they are left out,
+/// not dropped with the restriction.
+fn source_ranges_of(svc: &Service) -> Option<Vec<SourceRange>> {
+    let mut listed = false;
+    let mut out: Vec<SourceRange> = svc
+        .load_balancer_source_ranges()
+        .inspect(|_| listed = true)
+        .filter_map(|r| Ipv4Cidr::parse(r).ok())
+        .filter_map(|c| SourceRange::new(c.addr, c.prefix_len))
+        .collect();
+    out.sort();
+    out.dedup();
+    listed.then_some(out)
 }
 
 fn valid_port(p: i64) -> Option<u16> {
@@ -1388,6 +1418,110 @@ mod tests {
         assert_eq!(d.len(), 3);
         assert!(!d[0].etp_local && d[0].backends.len() == 2);
         assert!(d[1].etp_local && d[1].kind == FrontendKind::ExternalIps);
+    }
+
+    #[test]
+    fn load_balancer_source_ranges_restrict_the_external_lb_frontends_only() {
+        use crate::flags::{
+            TW_SVC_F_CLUSTERIP, TW_SVC_F_ETP_LOCAL, TW_SVC_F_EXTERNAL_IP, TW_SVC_F_LOADBALANCER,
+            TW_SVC_F_NODEPORT, TW_SVC_F_SRC_RANGE, TW_SVC_F_TWO_SCOPES,
+        };
+        let range = |a: [u8; 4], n| SourceRange::new(Ipv4Addr::from(a), n).unwrap();
+        let with = |ranges: &str, etp: &str| {
+            service(&LB.replace(
+                "  type: LoadBalancer
+",
+                &format!(
+                    "  type: LoadBalancer
+{etp}  loadBalancerSourceRanges: {ranges}
+"
+                ),
+            ))
+        };
+        let pods = [
+            pod("a", "", HTTP_PORTS, "node-a", "10.244.1.5", true),
+            pod("b", "", HTTP_PORTS, "node-b", "10.244.2.5", true),
+        ];
+        // Host bits cleared, sorted, deduplicated; the IPv6 one is left out.
+        let s = with(
+            "[' 203.0.113.0/24', 10.1.2.3/8, '2001:db8::/64', 10.0.0.0/8]",
+            "",
+        );
+        let (d, w) = run(&s, &pods);
+        assert!(w.is_empty(), "{w:?}");
+        let want = Some(vec![range([10, 0, 0, 0], 8), range([203, 0, 113, 0], 24)]);
+        let got: Vec<(FrontendKind, Option<Vec<SourceRange>>, u16)> = d
+            .iter()
+            .map(|d| (d.kind, d.source_ranges.clone(), d.flags()))
+            .collect();
+        let lb = TW_SVC_F_LOADBALANCER | TW_SVC_F_SRC_RANGE;
+        assert_eq!(
+            got,
+            [
+                (FrontendKind::ClusterIp, None, TW_SVC_F_CLUSTERIP),
+                (FrontendKind::NodePort, None, TW_SVC_F_NODEPORT),
+                (FrontendKind::LoadBalancer, want.clone(), lb),
+                (FrontendKind::LoadBalancer, want.clone(), lb),
+            ]
+        );
+        assert_eq!(d[3].src_ranges(), want.as_deref().unwrap());
+        // The external IPs of a LoadBalancer are not restricted (the one
+        // that is an ingress IP too is the load balancer's, above).
+        let mut ext = s.clone();
+        ext.status = None;
+        let (d, _) = run(&ext, &pods);
+        let e = d
+            .iter()
+            .find(|d| d.kind == FrontendKind::ExternalIps)
+            .unwrap();
+        assert_eq!(
+            (e.source_ranges.clone(), e.flags()),
+            (None, TW_SVC_F_EXTERNAL_IP)
+        );
+
+        // Only IPv6 ranges: still restricted, and no IPv4 client is admitted.
+        let (d, _) = run(&with("['2001:db8::/64']", ""), &pods);
+        assert_eq!(d[3].source_ranges, Some(vec![]));
+        assert_eq!(d[3].flags(), lb);
+        assert!(d[3].src_ranges().is_empty());
+        // An empty list admits everyone.
+        let (d, _) = run(&with("[]", ""), &pods);
+        assert!(d.iter().all(|d| d.source_ranges.is_none()), "{d:?}");
+
+        // externalTrafficPolicy: Local: the external scope (the uplink's) is
+        // restricted, the internal twin (in-cluster clients) is not.
+        let (d, _) = run(
+            &with(
+                "[192.0.2.0/24]",
+                "  externalTrafficPolicy: Local
+",
+            ),
+            &pods,
+        );
+        let lbs: Vec<(Scope, Option<Vec<SourceRange>>, u16)> = d
+            .iter()
+            .filter(|d| d.kind == FrontendKind::LoadBalancer)
+            .map(|d| (d.frontend.scope, d.source_ranges.clone(), d.flags()))
+            .collect();
+        let ext = TW_SVC_F_LOADBALANCER | TW_SVC_F_ETP_LOCAL | TW_SVC_F_TWO_SCOPES;
+        let only = Some(vec![range([192, 0, 2, 0], 24)]);
+        assert_eq!(
+            lbs,
+            [
+                (Scope::External, only.clone(), ext | TW_SVC_F_SRC_RANGE),
+                (
+                    Scope::Internal,
+                    None,
+                    TW_SVC_F_LOADBALANCER | TW_SVC_F_TWO_SCOPES
+                ),
+                (Scope::External, only, ext | TW_SVC_F_SRC_RANGE),
+                (
+                    Scope::Internal,
+                    None,
+                    TW_SVC_F_LOADBALANCER | TW_SVC_F_TWO_SCOPES
+                ),
+            ]
+        );
     }
 
     #[test]

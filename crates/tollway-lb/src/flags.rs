@@ -20,6 +20,9 @@ pub const TW_SVC_F_LOADBALANCER: u16 = 0x0020;
 /// `tw_lb4_service.flags`: the frontend is one of `spec.externalIPs` (the
 /// uplink program translates packets from outside to it).
 pub const TW_SVC_F_EXTERNAL_IP: u16 = 0x0040;
+/// `tw_lb4_service.flags`: the frontend admits only the clients of its
+/// ranges in `tw_lb4_srcrange` (`spec.loadBalancerSourceRanges`).
+pub const TW_SVC_F_SRC_RANGE: u16 = 0x0080;
 
 /// `tw_lb4_backend.flags`: the backend runs on this node.
 pub const TW_BE_F_LOCAL: u8 = 0x01;
@@ -44,6 +47,8 @@ pub const TW_LB_BACKENDS_MAX: usize = 131_072;
 pub const TW_LB_REVNAT_MAX: usize = 65_536;
 /// Capacity of `tw_lb4_maglev` (services using Maglev).
 pub const TW_LB_MAGLEV_MAX: usize = 4_096;
+/// Capacity of `tw_lb4_srcrange` (source ranges of all frontends).
+pub const TW_LB_SRC_RANGE_MAX: usize = 16_384;
 
 #[cfg(test)]
 mod tests {
@@ -81,6 +86,7 @@ mod tests {
             ("TW_SVC_F_TWO_SCOPES", TW_SVC_F_TWO_SCOPES.into()),
             ("TW_SVC_F_LOADBALANCER", TW_SVC_F_LOADBALANCER.into()),
             ("TW_SVC_F_EXTERNAL_IP", TW_SVC_F_EXTERNAL_IP.into()),
+            ("TW_SVC_F_SRC_RANGE", TW_SVC_F_SRC_RANGE.into()),
             ("TW_BE_F_LOCAL", TW_BE_F_LOCAL.into()),
             ("TW_BE_F_TERMINATING", TW_BE_F_TERMINATING.into()),
             ("TW_LB_SCOPE_EXT", TW_LB_SCOPE_EXT.into()),
@@ -91,6 +97,7 @@ mod tests {
             ("TW_LB_BACKENDS_MAX", TW_LB_BACKENDS_MAX as u64),
             ("TW_LB_REVNAT_MAX", TW_LB_REVNAT_MAX as u64),
             ("TW_LB_MAGLEV_MAX", TW_LB_MAGLEV_MAX as u64),
+            ("TW_LB_SRC_RANGE_MAX", TW_LB_SRC_RANGE_MAX as u64),
             ("TW_LB_MAGLEV_M_DEFAULT", DEFAULT_M.into()),
         ];
         for (name, value) in ours {

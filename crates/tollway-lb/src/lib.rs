@@ -40,7 +40,7 @@ pub use incremental::DesiredState;
 pub use maglev::{DEFAULT_M, is_prime, maglev_table};
 pub use model::{
     Algorithm, BackendAddr, DesiredService, Frontend, FrontendKind, LbConfig, NodeContext, Proto,
-    Scope, ServiceKey, ServiceName,
+    Scope, ServiceKey, ServiceName, SourceRange,
 };
 pub use plan::{
     Applied, AppliedBackend, AppliedService, BackendDemand, Inconsistency, Op, apply_to, matches,

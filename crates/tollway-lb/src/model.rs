@@ -11,7 +11,7 @@ use tollway_api::Protocol;
 use crate::flags::{
     TW_LB_ALG_MAGLEV, TW_LB_ALG_RANDOM, TW_LB_SCOPE_EXT, TW_LB_SCOPE_INT, TW_SVC_F_AFFINITY,
     TW_SVC_F_CLUSTERIP, TW_SVC_F_ETP_LOCAL, TW_SVC_F_EXTERNAL_IP, TW_SVC_F_LOADBALANCER,
-    TW_SVC_F_NODEPORT, TW_SVC_F_TWO_SCOPES,
+    TW_SVC_F_NODEPORT, TW_SVC_F_SRC_RANGE, TW_SVC_F_TWO_SCOPES,
 };
 use crate::maglev::DEFAULT_M;
 
@@ -116,6 +116,76 @@ impl fmt::Display for Frontend {
             f.write_str(" (internal)")?;
         }
         Ok(())
+    }
+}
+
+/// An IPv4 source range a LoadBalancer frontend admits
+/// (`spec.loadBalancerSourceRanges`): a network address (host bits always
+/// clear) and a prefix length, 0-32. `10.0.0.0/8` in text and JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SourceRange {
+    network: Ipv4Addr,
+    prefix_len: u8,
+}
+
+impl SourceRange {
+    /// The smallest range in the order (`0.0.0.0/0`).
+    pub(crate) const MIN: SourceRange = SourceRange {
+        network: Ipv4Addr::UNSPECIFIED,
+        prefix_len: 0,
+    };
+    /// Greater than or equal to every range in the order.
+    pub(crate) const MAX: SourceRange = SourceRange {
+        network: Ipv4Addr::BROADCAST,
+        prefix_len: 32,
+    };
+
+    /// `address/prefix_len` with the host bits cleared; `None` for a prefix
+    /// length beyond 32.
+    pub fn new(address: Ipv4Addr, prefix_len: u8) -> Option<SourceRange> {
+        (prefix_len <= 32).then(|| SourceRange {
+            network: Ipv4Addr::from(u32::from(address) & mask(prefix_len)),
+            prefix_len,
+        })
+    }
+
+    /// The network address.
+    pub fn network(self) -> Ipv4Addr {
+        self.network
+    }
+
+    /// The prefix length, 0-32.
+    pub fn prefix_len(self) -> u8 {
+        self.prefix_len
+    }
+
+    /// Whether `ip` is inside the range.
+    pub fn contains_addr(self, ip: Ipv4Addr) -> bool {
+        u32::from(ip) & mask(self.prefix_len) == u32::from(self.network)
+    }
+
+    /// Whether `other` lies entirely inside this range.
+    pub fn contains(self, other: SourceRange) -> bool {
+        other.prefix_len >= self.prefix_len && self.contains_addr(other.network)
+    }
+}
+
+fn mask(prefix_len: u8) -> u32 {
+    u32::MAX
+        .checked_shl(32 - u32::from(prefix_len.min(32)))
+        .unwrap_or(0)
+}
+
+impl fmt::Display for SourceRange {
+    /// `10.0.0.0/8`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix_len)
+    }
+}
+
+impl Serialize for SourceRange {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 
@@ -298,6 +368,13 @@ pub struct DesiredService {
     pub etp_local: bool,
     /// The frontend is one of an External/Internal scope pair.
     pub two_scopes: bool,
+    /// The clients the frontend admits (`spec.loadBalancerSourceRanges`, on
+    /// the external-scope LoadBalancer frontends of a LoadBalancer service,
+    /// the ones the uplink serves): `None` admits everyone; `Some` only
+    /// the clients in one of its IPv4 ranges (sorted, deduplicated), so
+    /// nobody when the service lists IPv6 ranges only. `Some` sets
+    /// `TW_SVC_F_SRC_RANGE`.
+    pub source_ranges: Option<Vec<SourceRange>>,
 }
 
 impl DesiredService {
@@ -318,7 +395,15 @@ impl DesiredService {
         if self.two_scopes {
             f |= TW_SVC_F_TWO_SCOPES;
         }
+        if self.source_ranges.is_some() {
+            f |= TW_SVC_F_SRC_RANGE;
+        }
         f
+    }
+
+    /// The ranges whose entries the frontend needs in `tw_lb4_srcrange`.
+    pub fn src_ranges(&self) -> &[SourceRange] {
+        self.source_ranges.as_deref().unwrap_or_default()
     }
 }
 
@@ -392,5 +477,25 @@ mod tests {
             port_name: Some("http".into()),
         };
         assert_eq!(n.to_string(), "payments/api:http");
+    }
+
+    #[test]
+    fn source_ranges() {
+        let r = SourceRange::new(Ipv4Addr::new(10, 1, 2, 3), 8).unwrap();
+        assert_eq!(r.to_string(), "10.0.0.0/8");
+        assert_eq!(
+            (r.network(), r.prefix_len()),
+            (Ipv4Addr::new(10, 0, 0, 0), 8)
+        );
+        assert_eq!(serde_json::to_value(r).unwrap(), "10.0.0.0/8");
+        assert!(r.contains_addr(Ipv4Addr::new(10, 255, 0, 1)));
+        assert!(!r.contains_addr(Ipv4Addr::new(11, 0, 0, 0)));
+        let host = SourceRange::new(Ipv4Addr::new(10, 9, 9, 9), 32).unwrap();
+        assert!(r.contains(host) && !host.contains(r) && host.contains(host));
+        let all = SourceRange::new(Ipv4Addr::new(1, 2, 3, 4), 0).unwrap();
+        assert_eq!(all, SourceRange::MIN);
+        assert!(all.contains(r) && all.contains_addr(Ipv4Addr::BROADCAST));
+        assert!(SourceRange::new(Ipv4Addr::BROADCAST, 32).unwrap() <= SourceRange::MAX);
+        assert_eq!(SourceRange::new(Ipv4Addr::LOCALHOST, 33), None);
     }
 }

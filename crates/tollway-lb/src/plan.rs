@@ -11,9 +11,10 @@ use serde::{Serialize, Serializer};
 use crate::LbError;
 use crate::flags::{
     TW_BE_F_LOCAL, TW_BE_F_TERMINATING, TW_LB_BACKENDS_MAX, TW_LB_MAGLEV_MAX, TW_LB_SERVICES_MAX,
+    TW_LB_SRC_RANGE_MAX, TW_SVC_F_SRC_RANGE,
 };
 use crate::maglev::maglev_table;
-use crate::model::{Algorithm, BackendAddr, DesiredService, Frontend, LbConfig};
+use crate::model::{Algorithm, BackendAddr, DesiredService, Frontend, LbConfig, SourceRange};
 
 mod demand;
 mod index;
@@ -75,7 +76,11 @@ pub struct Applied {
     pub revnat: BTreeMap<u16, Frontend>,
     /// `tw_lb4_maglev`: the inner table (M backend ids) by reverse-NAT index.
     pub maglev: BTreeMap<u16, Vec<u32>>,
-    /// Indexes derived from the five maps for [`plan_scoped`]: built on
+    /// `tw_lb4_srcrange`: (reverse-NAT index, range) of every entry: the
+    /// clients a frontend with `TW_SVC_F_SRC_RANGE` admits.
+    #[serde(serialize_with = "ser_src_ranges")]
+    pub src_ranges: BTreeSet<(u16, SourceRange)>,
+    /// Indexes derived from the six maps for [`plan_scoped`]: built on
     /// first use (or by [`Applied::rebuild_indexes`]) and kept in step by
     /// [`apply_to`]. Not part of the value: ignored by `==`, not serialized.
     #[serde(skip)]
@@ -109,6 +114,21 @@ fn ser_slots<S: Serializer>(m: &BTreeMap<(Frontend, u16), u32>, s: S) -> Result<
         frontend,
         slot: *slot,
         backend_id: *id,
+    }))
+}
+
+fn ser_src_ranges<S: Serializer>(
+    m: &BTreeSet<(u16, SourceRange)>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct Entry {
+        rev_nat_index: u16,
+        range: SourceRange,
+    }
+    s.collect_seq(m.iter().map(|(rev_nat_index, range)| Entry {
+        rev_nat_index: *rev_nat_index,
+        range: *range,
     }))
 }
 
@@ -209,6 +229,13 @@ impl Applied {
     fn indexes(&self) -> Option<&Indexes> {
         let ix = self.index.0.get_or_init(|| Indexes::build(self));
         ix.fresh(self).then_some(ix)
+    }
+
+    /// The source ranges of one reverse-NAT index, in order.
+    pub fn src_ranges_of(&self, index: u16) -> impl Iterator<Item = SourceRange> + '_ {
+        self.src_ranges
+            .range((index, SourceRange::MIN)..=(index, SourceRange::MAX))
+            .map(|(_, r)| *r)
     }
 
     /// The slot entries of one frontend, by slot.
@@ -350,6 +377,21 @@ pub enum Op {
         /// Reverse-NAT index.
         index: u16,
     },
+    /// Write the `tw_lb4_srcrange` entry admitting `range` to the frontend
+    /// with reverse-NAT index `index`.
+    UpsertSrcRange {
+        /// Reverse-NAT index.
+        index: u16,
+        /// The range.
+        range: SourceRange,
+    },
+    /// Delete the `tw_lb4_srcrange` entry `(index, range)`.
+    DeleteSrcRange {
+        /// Reverse-NAT index.
+        index: u16,
+        /// The range.
+        range: SourceRange,
+    },
 }
 
 impl fmt::Display for Op {
@@ -387,6 +429,8 @@ impl fmt::Display for Op {
                 write!(f, "set maglev {index} ({} entries)", table.len())
             }
             Op::DeleteMaglev { index } => write!(f, "delete maglev {index}"),
+            Op::UpsertSrcRange { index, range } => write!(f, "upsert src range {index} {range}"),
+            Op::DeleteSrcRange { index, range } => write!(f, "delete src range {index} {range}"),
         }
     }
 }
@@ -455,6 +499,12 @@ fn apply_maps(applied: &mut Applied, op: &Op) {
         Op::DeleteMaglev { index } => {
             applied.maglev.remove(index);
         }
+        Op::UpsertSrcRange { index, range } => {
+            applied.src_ranges.insert((*index, *range));
+        }
+        Op::DeleteSrcRange { index, range } => {
+            applied.src_ranges.remove(&(*index, *range));
+        }
     }
 }
 
@@ -521,6 +571,8 @@ struct Target<'a> {
     master: AppliedService,
     slots: Vec<u32>,
     table: Option<Vec<u32>>,
+    /// Its entries in `tw_lb4_srcrange` (none without `TW_SVC_F_SRC_RANGE`).
+    ranges: BTreeSet<SourceRange>,
 }
 
 /// The target state with ids resolved against the applied state.
@@ -593,10 +645,12 @@ fn resolve<'a>(
     let mut services = Vec::with_capacity(desired.len());
     let mut entries = 0usize;
     let mut tables = 0usize;
+    let mut ranges = 0usize;
     for d in desired {
         let t = target(d, &view, &ids, indexes[&d.frontend], cfg)?;
         entries += 1 + t.slots.len();
         tables += usize::from(t.table.is_some());
+        ranges += t.ranges.len();
         services.push(t);
     }
     if entries > TW_LB_SERVICES_MAX {
@@ -611,6 +665,13 @@ fn resolve<'a>(
             map: "tw_lb4_maglev",
             needed: tables,
             max: TW_LB_MAGLEV_MAX,
+        });
+    }
+    if ranges > TW_LB_SRC_RANGE_MAX {
+        return Err(LbError::MapFull {
+            map: "tw_lb4_srcrange",
+            needed: ranges,
+            max: TW_LB_SRC_RANGE_MAX,
         });
     }
     services.sort_by_key(|t| t.desired.frontend);
@@ -663,11 +724,17 @@ fn target<'a>(
         },
         slots,
         table,
+        ranges: d.src_ranges().iter().copied().collect(),
     })
 }
 
 /// Step 2 of a plan for one service: its slots, Maglev table and master in
-/// the order that keeps it whole, then its slots beyond the new count.
+/// the order that keeps it whole, then its slots beyond the new count; its
+/// source ranges around them: new ones before the master (so that a master
+/// getting `TW_SVC_F_SRC_RANGE` finds them), stale ones after it while the
+/// master is flagged at this index now (the old ones admit until the new
+/// ones do, and until the flag goes), else before it (an entry of an index
+/// whose master is not flagged is consulted by nobody).
 fn service_ops(
     applied: &Applied,
     t: &Target<'_>,
@@ -710,6 +777,26 @@ fn service_ops(
         .slots_of(&frontend)
         .filter(|(slot, _)| *slot > new_count)
         .map(|(slot, _)| Op::DeleteSlot { frontend, slot });
+    let index = t.master.rev_nat_index;
+    let have: BTreeSet<SourceRange> = applied.src_ranges_of(index).collect();
+    let add = t.ranges.difference(&have).map(|range| Op::UpsertSrcRange {
+        index,
+        range: *range,
+    });
+    let remove = have.difference(&t.ranges).map(|range| Op::DeleteSrcRange {
+        index,
+        range: *range,
+    });
+    let checked_now =
+        old.is_some_and(|m| m.rev_nat_index == index && m.flags & TW_SVC_F_SRC_RANGE != 0);
+    let mut ranges_after = Vec::new();
+    if checked_now {
+        ops.extend(add);
+        ranges_after.extend(remove);
+    } else {
+        ops.extend(remove);
+        ops.extend(add);
+    }
     if new_count < old_count {
         ops.extend(table);
         ops.extend(master);
@@ -720,6 +807,7 @@ fn service_ops(
         ops.extend(master);
     }
     ops.extend(stale);
+    ops.extend(ranges_after);
 }
 
 /// Reverse-NAT indexes: a frontend keeps its master's index; else it takes
@@ -764,7 +852,8 @@ fn rev_nat_indexes(
             let used = claimed.contains(&index)
                 || referenced.contains(&index)
                 || applied.revnat.contains_key(&index)
-                || applied.maglev.contains_key(&index);
+                || applied.maglev.contains_key(&index)
+                || applied.src_ranges_of(index).next().is_some();
             if !used {
                 break index;
             }
@@ -779,16 +868,22 @@ fn rev_nat_indexes(
 ///
 /// Nothing is flushed: unchanged services and backends produce no ops, and
 /// planning again from the result gives no ops. Backend ids and reverse-NAT
-/// indexes are kept; new ones are the lowest free. The order keeps every
-/// state in between consistent (see [`Applied::inconsistencies`]):
+/// indexes are kept; new ones are the lowest free (in no map). The order
+/// keeps every state in between consistent (see
+/// [`Applied::inconsistencies`]), and while a frontend exists it admits at
+/// least the clients both the old and the new state admit (the one state's,
+/// if the other lacks the frontend) and nobody neither admits:
 ///
 /// 1. new or changed backends, new or changed reverse-NAT entries;
-/// 2. per service (by frontend), when it grows or stays: changed slots, the
-///    Maglev table, then the master; when it shrinks: the Maglev table, the
-///    master (smaller count) first, then changed slots; then slots beyond the
-///    count are deleted;
-/// 3. removed services: master, slots, Maglev table, reverse-NAT entry;
-/// 4. left-over Maglev tables, reverse-NAT entries and slots;
+/// 2. per service (by frontend): new source ranges (and, unless the master
+///    checks them now, stale ones); when it grows or stays: changed slots,
+///    the Maglev table, then the master; when it shrinks: the Maglev table,
+///    the master (smaller count) first, then changed slots; then slots
+///    beyond the count are deleted, then the stale source ranges of a master
+///    that checked them;
+/// 3. removed services: master, slots, source ranges, Maglev table,
+///    reverse-NAT entry;
+/// 4. left-over Maglev tables, source ranges, reverse-NAT entries and slots;
 /// 5. backends no service references (active or terminating).
 ///
 /// # Errors
@@ -831,6 +926,7 @@ pub fn plan(
     let wanted: BTreeSet<Frontend> = r.services.iter().map(|t| t.desired.frontend).collect();
     let mut deleted_tables: BTreeSet<u16> = BTreeSet::new();
     let mut deleted_revnat: BTreeSet<u16> = BTreeSet::new();
+    let mut deleted_ranges: BTreeSet<u16> = BTreeSet::new();
     for (frontend, m) in &applied.services {
         if wanted.contains(frontend) {
             continue;
@@ -843,6 +939,9 @@ pub fn plan(
                 .map(|(slot, _)| Op::DeleteSlot { frontend, slot }),
         );
         let index = m.rev_nat_index;
+        if !r.revnat.contains_key(&index) && deleted_ranges.insert(index) {
+            ops.extend(delete_src_ranges(applied, index));
+        }
         if applied.maglev.contains_key(&index)
             && !wanted_tables.contains(&index)
             && deleted_tables.insert(index)
@@ -863,6 +962,12 @@ pub fn plan(
     for index in applied.maglev.keys() {
         if !wanted_tables.contains(index) && !deleted_tables.contains(index) {
             ops.push(Op::DeleteMaglev { index: *index });
+        }
+    }
+    let range_indexes: BTreeSet<u16> = applied.src_ranges.iter().map(|(i, _)| *i).collect();
+    for index in range_indexes {
+        if !r.revnat.contains_key(&index) && !deleted_ranges.contains(&index) {
+            ops.extend(delete_src_ranges(applied, index));
         }
     }
     for index in applied.revnat.keys() {
@@ -888,6 +993,13 @@ pub fn plan(
     Ok(ops)
 }
 
+/// Deletes of every source range of `index`.
+fn delete_src_ranges(applied: &Applied, index: u16) -> impl Iterator<Item = Op> + '_ {
+    applied
+        .src_ranges_of(index)
+        .map(move |range| Op::DeleteSrcRange { index, range })
+}
+
 /// Whether `applied` is exactly the desired state, ids aside (see
 /// [`mismatch`]).
 pub fn matches(applied: &Applied, desired: &[DesiredService], cfg: &LbConfig) -> bool {
@@ -897,8 +1009,8 @@ pub fn matches(applied: &Applied, desired: &[DesiredService], cfg: &LbConfig) ->
 /// The first difference between `applied` and the desired state, ids aside:
 /// the backend entries (addresses and flags), each frontend's master (count,
 /// flags, algorithm, affinity), its slots (the active backends in address
-/// order, terminating ones excluded), its reverse-NAT entry and Maglev table,
-/// and nothing else in any map. `None` when they match.
+/// order, terminating ones excluded), its reverse-NAT entry, Maglev table
+/// and source ranges, and nothing else in any map. `None` when they match.
 pub fn mismatch(applied: &Applied, desired: &[DesiredService], cfg: &LbConfig) -> Option<String> {
     if let Err(e) = check_duplicates(desired) {
         return Some(e.to_string());
@@ -990,6 +1102,16 @@ pub fn mismatch(applied: &Applied, desired: &[DesiredService], cfg: &LbConfig) -
         } else if table.is_some() {
             return Some(format!("{f}: has a Maglev table it does not use"));
         }
+        let ranges: BTreeSet<SourceRange> = applied.src_ranges_of(m.rev_nat_index).collect();
+        if !ranges
+            .iter()
+            .eq(d.src_ranges().iter().collect::<BTreeSet<_>>())
+        {
+            return Some(format!(
+                "{f}: source ranges {ranges:?}, want {:?}",
+                d.src_ranges()
+            ));
+        }
     }
     let revnat: BTreeSet<u16> = applied.revnat.keys().copied().collect();
     if revnat != indexes {
@@ -998,6 +1120,15 @@ pub fn mismatch(applied: &Applied, desired: &[DesiredService], cfg: &LbConfig) -
     let maglev: BTreeSet<u16> = applied.maglev.keys().copied().collect();
     if maglev != tables {
         return Some(format!("Maglev tables {maglev:?}, want {tables:?}"));
+    }
+    if let Some((index, range)) = applied
+        .src_ranges
+        .iter()
+        .find(|(i, _)| !indexes.contains(i))
+    {
+        return Some(format!(
+            "source range {range} of reverse-NAT index {index}, which no frontend has"
+        ));
     }
     None
 }

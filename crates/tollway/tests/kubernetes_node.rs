@@ -602,3 +602,129 @@ fn cni_add_waits_until_the_agent_has_programmed_the_endpoint() {
         (!eps.contains(&format!("\"{ip}\""))).then_some(())
     });
 }
+
+/// `spec.loadBalancerSourceRanges` from the API server to the uplink's
+/// maps, through the agent's planner: the Service's LoadBalancer ingress IP
+/// gets `check source-range` and one `tw_lb4_srcrange` entry per IPv4 range
+/// (the IPv6 one admits no IPv4 client: no entry), its node port and
+/// cluster IP neither; the entries follow the Service when it changes, and
+/// go with the field (the frontend then admits everyone again).
+#[test]
+fn load_balancer_source_ranges_are_programmed_from_the_service() {
+    let setup = Setup::start("kubesrc", &[]);
+    let env = &setup.env;
+    setup.status_when("the first sync", |_| true);
+    let service = |ranges: Value| {
+        serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {
+                "name": "web-public",
+                "namespace": "shop",
+                "uid": "d1e2f3a4-0099-4b5c-8d9e-0f1a2b3c4d99",
+            },
+            "spec": {
+                "type": "LoadBalancer",
+                "clusterIP": "10.96.99.9",
+                "clusterIPs": ["10.96.99.9"],
+                "selector": {"app": "web"},
+                "ports": [{"protocol": "TCP", "port": 80, "targetPort": 8080, "nodePort": 30099}],
+                "externalTrafficPolicy": "Cluster",
+                "loadBalancerSourceRanges": ranges,
+            },
+            "status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.50", "ipMode": "VIP"}]}},
+        })
+    };
+    // The rows of `bpf lb list -o json` once `ready` holds for them, by
+    // frontend.
+    let rows_when = |what: &str, ready: &dyn Fn(&Value) -> bool| -> Value {
+        wait_for(what, Duration::from_secs(30), || {
+            let out = in_container(env, &["bpf", "lb", "list", "-o", "json"]);
+            let rows: Value = serde_json::from_slice(&out.stdout).ok()?;
+            let by_frontend: serde_json::Map<String, Value> = rows
+                .as_array()?
+                .iter()
+                .map(|r| (r["frontend"].as_str().unwrap_or("").to_string(), r.clone()))
+                .collect();
+            let v = Value::Object(by_frontend);
+            ready(&v).then_some(v)
+        })
+    };
+    let fill = || -> u64 {
+        let out = in_container(env, &["status", "-o", "json"]);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let m = v["maps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == "tw_lb4_srcrange")
+            .unwrap_or_else(|| panic!("tw_lb4_srcrange not in the status: {v:#}"));
+        assert_eq!(m["max_entries"].as_u64(), Some(16384));
+        m["in_use"].as_u64().unwrap()
+    };
+
+    setup.api.write(
+        "ADDED",
+        service(serde_json::json!([
+            "198.51.100.0/24",
+            " 192.0.2.7/32",
+            "2001:db8::/64"
+        ])),
+    );
+    let rows = rows_when("the LoadBalancer frontend", &|v| {
+        v.get("203.0.113.50:80").is_some()
+    });
+    let lb = &rows["203.0.113.50:80"];
+    assert_eq!(
+        lb["serviceType"], "LoadBalancer, check source-range",
+        "{lb:#}"
+    );
+    assert_eq!(
+        lb["sourceRanges"],
+        serde_json::json!(["192.0.2.7/32", "198.51.100.0/24"]),
+        "{lb:#}"
+    );
+    assert_eq!(lb["backends"][0]["address"], "10.244.1.5:8080", "{lb:#}");
+    for (frontend, kind) in [
+        ("172.18.0.2:30099", "NodePort"),
+        ("10.96.99.9:80", "ClusterIP"),
+    ] {
+        let r = &rows[frontend];
+        assert_eq!(r["serviceType"], kind, "{frontend}: {r:#}");
+        assert!(r.get("sourceRanges").is_none(), "{frontend}: {r:#}");
+    }
+    let text = ok(env, &["bpf", "lb", "list"]);
+    assert!(
+        text.contains("[LoadBalancer, check source-range, random]"),
+        "{text}"
+    );
+    assert_eq!(fill(), 2);
+
+    // Other ranges: the entries follow.
+    setup
+        .api
+        .write("MODIFIED", service(serde_json::json!(["192.0.2.0/24"])));
+    let rows = rows_when("the changed ranges", &|v| {
+        v["203.0.113.50:80"]["sourceRanges"] == serde_json::json!(["192.0.2.0/24"])
+    });
+    assert_eq!(
+        rows["203.0.113.50:80"]["serviceType"],
+        "LoadBalancer, check source-range"
+    );
+    assert_eq!(fill(), 1);
+
+    // No ranges any more: everyone again, no entry left.
+    setup.api.write("MODIFIED", service(serde_json::json!([])));
+    rows_when("the frontend without ranges", &|v| {
+        v["203.0.113.50:80"]["serviceType"] == "LoadBalancer"
+            && v["203.0.113.50:80"].get("sourceRanges").is_none()
+    });
+    assert_eq!(fill(), 0);
+    assert!(
+        !setup
+            .log()
+            .contains("loadBalancerSourceRanges: unknown field"),
+        "{}",
+        setup.log()
+    );
+}

@@ -134,6 +134,18 @@ pub(crate) fn validate(s: &Service, e: &mut Errs) {
     for (i, ip) in spec.external_ips.iter().enumerate() {
         e.check(format!("spec.externalIPs[{i}]"), ip_address(ip));
     }
+    if !spec.load_balancer_source_ranges.is_empty() && ty != ServiceType::LoadBalancer {
+        e.add(
+            "spec.loadBalancerSourceRanges",
+            "may only be used when spec.type is LoadBalancer",
+        );
+    }
+    for (i, r) in spec.load_balancer_source_ranges.iter().enumerate() {
+        e.check(
+            format!("spec.loadBalancerSourceRanges[{i}]"),
+            source_range(r).map(|_| ()),
+        );
+    }
     let ingress = s
         .status
         .iter()
@@ -205,6 +217,38 @@ fn ip_address(s: &str) -> Result<(), String> {
     not_special(ip)
 }
 
+/// A `spec.loadBalancerSourceRanges` entry as the API server takes it
+/// (`IsValidCIDR`, after trimming the spaces it allows): an IPv4 or IPv6
+/// address with a prefix length, host bits allowed. Returns the address and
+/// the prefix length.
+fn source_range(s: &str) -> Result<(IpAddr, u8), String> {
+    let s = s.trim();
+    let bad =
+        || format!("must be a valid CIDR value (e.g. 10.9.8.0/24 or 2001:db8::/64), got {s:?}");
+    let (addr, len) = s.split_once('/').ok_or_else(bad)?;
+    let addr: IpAddr = addr.parse().map_err(|_| bad())?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let len = match len.parse::<u8>() {
+        Ok(n) if n <= max && len.bytes().all(|b| b.is_ascii_digit()) => n,
+        _ => return Err(bad()),
+    };
+    Ok((addr, len))
+}
+
+/// `addr/len` with the host bits cleared.
+fn network(addr: IpAddr, len: u8) -> IpAddr {
+    match addr {
+        IpAddr::V4(v4) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+            IpAddr::V4(Ipv4Addr::from(u32::from(v4) & mask))
+        }
+        IpAddr::V6(v6) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+            IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & mask))
+        }
+    }
+}
+
 /// What a valid service says that the lab does not act on, as (path,
 /// message).
 pub(crate) fn warnings(s: &Service) -> Vec<(String, String)> {
@@ -228,5 +272,110 @@ pub(crate) fn warnings(s: &Service) -> Vec<(String, String)> {
             ));
         }
     }
+    for (i, r) in s.spec.load_balancer_source_ranges.iter().enumerate() {
+        let Ok((addr, len)) = source_range(r) else {
+            continue;
+        };
+        let path = format!("spec.loadBalancerSourceRanges[{i}]");
+        if addr.is_ipv6() {
+            out.push((
+                path.clone(),
+                "an IPv6 range is not enforced (IPv4 only): it admits no IPv4 client".to_string(),
+            ));
+        }
+        let net = network(addr, len);
+        if net != addr {
+            out.push((
+                path,
+                format!("has host bits set: it stands for {net}/{len}"),
+            ));
+        }
+    }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Decoded, ManifestError, Object, decode, parse_documents};
+
+    fn one(text: &str) -> Result<Decoded, Vec<ManifestError>> {
+        let docs = parse_documents("t.yaml", text).map_err(|e| vec![e])?;
+        decode(&docs[0])
+    }
+
+    fn lb(ranges: &str) -> String {
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: web}}\nspec:\n  type: LoadBalancer\n  selector: {{app: web}}\n  ports: [{{port: 80}}]\n  loadBalancerSourceRanges: {ranges}\n"
+        )
+    }
+
+    fn errors(text: &str) -> Vec<String> {
+        match one(text) {
+            Ok(d) => panic!("expected an error, got {:?}", d.object),
+            Err(e) => e.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn source_ranges_are_decoded_without_the_unknown_field_warning() {
+        let d = one(&lb("['203.0.113.0/24', ' 10.0.0.0/8 ', 192.0.2.7/32]")).unwrap();
+        let Object::Service(s) = &d.object else {
+            panic!("{:?}", d.object)
+        };
+        assert_eq!(
+            s.spec.load_balancer_source_ranges,
+            ["203.0.113.0/24", " 10.0.0.0/8 ", "192.0.2.7/32"]
+        );
+        assert_eq!(
+            s.load_balancer_source_ranges().collect::<Vec<_>>(),
+            ["203.0.113.0/24", "10.0.0.0/8", "192.0.2.7/32"]
+        );
+        assert!(d.warnings.is_empty(), "{:?}", d.warnings);
+        // Empty is everyone, and no field at all the same.
+        let d = one(&lb("[]")).unwrap();
+        assert!(d.warnings.is_empty(), "{:?}", d.warnings);
+    }
+
+    #[test]
+    fn ipv6_and_host_bits_are_accepted_with_warnings() {
+        let d = one(&lb("['2001:db8::/64', 10.1.2.3/8, '::/0']")).unwrap();
+        let w: Vec<String> = d.warnings.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            w,
+            [
+                "t.yaml:8: document 1 (Service default/web): spec.loadBalancerSourceRanges[0]: an IPv6 range is not enforced (IPv4 only): it admits no IPv4 client",
+                "t.yaml:8: document 1 (Service default/web): spec.loadBalancerSourceRanges[1]: has host bits set: it stands for 10.0.0.0/8",
+                "t.yaml:8: document 1 (Service default/web): spec.loadBalancerSourceRanges[2]: an IPv6 range is not enforced (IPv4 only): it admits no IPv4 client",
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_ranges_and_other_types_are_refused() {
+        for bad in [
+            "10.0.0.0",
+            "10.0.0.0/33",
+            "10.0.0.0/+8",
+            "10.0.0.0/",
+            "10.0.0/8",
+            "2001:db8::/129",
+            "example.com/8",
+            "",
+        ] {
+            let e = errors(&lb(&format!("['{bad}']")));
+            assert_eq!(e.len(), 1, "{bad:?}: {e:?}");
+            assert!(
+                e[0].contains("spec.loadBalancerSourceRanges[0]: must be a valid CIDR value"),
+                "{bad:?}: {e:?}"
+            );
+        }
+        let np = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  type: NodePort\n  ports: [{port: 80}]\n  loadBalancerSourceRanges: [10.0.0.0/8]\n";
+        let e = errors(np);
+        assert!(
+            e.iter().any(|e| e.contains(
+                "spec.loadBalancerSourceRanges: may only be used when spec.type is LoadBalancer"
+            )),
+            "{e:?}"
+        );
+    }
 }

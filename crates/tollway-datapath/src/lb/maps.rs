@@ -4,13 +4,38 @@
 //! and tests all see the same kernel objects. The maps of `policy.h` have
 //! their own handles, [`PolicyMaps`](super::PolicyMaps).
 
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-use aya::maps::{Array, HashMap, HashOfMaps, Map, MapData, MapError, PerCpuArray};
+use aya::maps::lpm_trie::Key;
+use aya::maps::{Array, HashMap, HashOfMaps, LpmTrie, Map, MapData, MapError, PerCpuArray};
 use tollway_abi::{
     Config, Ct4Key, CtEntry, Frag4Entry, Frag4Key, Lb4AffinityKey, Lb4Backend, Lb4Key,
     Lb4ReverseSk, Lb4ReverseSkKey, Lb4Revnat, Lb4Service, LbAffinity, Nat4Entry, TW_DROPS_MAX,
+    TW_LB_SRC_RANGE_FIXED_BITS,
 };
+
+/// The data of a `tw_lb4_src_range_key` after its prefix length, as aya's
+/// [`lpm_trie::Key`](Key) wants it (the kernel's key is the prefix length
+/// followed by these 8 bytes, the layout of
+/// [`Lb4SrcRangeKey`](tollway_abi::Lb4SrcRangeKey)).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct SrcRangePrefix {
+    /// The frontend's reverse-NAT index.
+    pub rev_nat_index: u16,
+    /// Zero.
+    pub pad: u16,
+    /// The range's network address (`__be32`).
+    pub address: u32,
+}
+
+// SAFETY: `#[repr(C)]`, integers only, no padding (2 + 2 + 4 = 8, and the
+// test below checks the size); every bit pattern is valid.
+unsafe impl aya::Pod for SrcRangePrefix {}
+
+/// The value of every `tw_lb4_srcrange` entry.
+const SRC_RANGE_PRESENT: u8 = 1;
 
 /// Every map of the node datapath, by pinned name.
 pub const MAP_NAMES: &[&str] = &[
@@ -20,6 +45,7 @@ pub const MAP_NAMES: &[&str] = &[
     "tw_lb4_maglev",
     "tw_lb4_affinity",
     "tw_lb4_rev_sk",
+    "tw_lb4_srcrange",
     "tw_sock_skip",
     "tw_config",
     "tw_ct4",
@@ -101,6 +127,8 @@ pub struct LbMaps {
     pub affinity: HashMap<MapData, Lb4AffinityKey, LbAffinity>,
     /// Socket LB reverse translations.
     pub rev_sk: HashMap<MapData, Lb4ReverseSkKey, Lb4ReverseSk>,
+    /// Source ranges of LoadBalancer frontends (`TW_SVC_F_SRC_RANGE`).
+    pub src_range: LpmTrie<MapData, SrcRangePrefix, u8>,
     /// cgroups whose sockets skip the socket LB (use the tc path).
     pub sock_skip: HashMap<MapData, u64, u32>,
     /// Node settings (entry 0).
@@ -157,6 +185,7 @@ impl LbMaps {
             maglev: typed!(dir, "tw_lb4_maglev"),
             affinity: typed!(dir, "tw_lb4_affinity"),
             rev_sk: typed!(dir, "tw_lb4_rev_sk"),
+            src_range: typed!(dir, "tw_lb4_srcrange"),
             sock_skip: typed!(dir, "tw_sock_skip"),
             config: typed!(dir, "tw_config"),
             ct: typed!(dir, "tw_ct4"),
@@ -256,6 +285,64 @@ impl LbMaps {
         }
     }
 
+    /// Admit `address/prefix_len` (host bits are cleared) to the frontend
+    /// with reverse-NAT index `rev_nat_index`.
+    pub fn set_src_range(
+        &mut self,
+        rev_nat_index: u16,
+        address: Ipv4Addr,
+        prefix_len: u8,
+    ) -> Result<(), MapsError> {
+        let key = src_range_key(rev_nat_index, address, prefix_len)?;
+        self.src_range
+            .insert(&key, SRC_RANGE_PRESENT, 0)
+            .map_err(|source| MapsError::Access {
+                op: "update",
+                name: "tw_lb4_srcrange",
+                source,
+            })
+    }
+
+    /// Remove the exact range `address/prefix_len` of a frontend (absent:
+    /// nothing to do).
+    pub fn delete_src_range(
+        &mut self,
+        rev_nat_index: u16,
+        address: Ipv4Addr,
+        prefix_len: u8,
+    ) -> Result<(), MapsError> {
+        let key = src_range_key(rev_nat_index, address, prefix_len)?;
+        match self.src_range.remove(&key) {
+            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+            Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => {
+                Ok(())
+            }
+            Err(source) => Err(MapsError::Access {
+                op: "delete",
+                name: "tw_lb4_srcrange",
+                source,
+            }),
+        }
+    }
+
+    /// Every source range: `(rev_nat_index, network, prefix length)`.
+    /// Entries a reader cannot make sense of (a prefix length outside the
+    /// range part, a non-zero pad) are skipped.
+    pub fn src_ranges(&self) -> Result<Vec<(u16, Ipv4Addr, u8)>, MapsError> {
+        let mut out = Vec::new();
+        for item in self.src_range.keys() {
+            let k = item.map_err(|source| MapsError::Access {
+                op: "iterate",
+                name: "tw_lb4_srcrange",
+                source,
+            })?;
+            if let Some(r) = src_range_of(&k) {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
     /// Drop counters summed over CPUs, by reason code (non-zero only).
     pub fn drop_counts(&self) -> Result<Vec<(u8, u64)>, MapsError> {
         let mut out = Vec::new();
@@ -319,6 +406,11 @@ impl LbMaps {
                 in_use: count(self.rev_sk.keys()),
             },
             MapFill {
+                name: "tw_lb4_srcrange",
+                max_entries: max("tw_lb4_srcrange"),
+                in_use: count(self.src_range.keys()),
+            },
+            MapFill {
                 name: "tw_sock_skip",
                 max_entries: max("tw_sock_skip"),
                 in_use: count(self.sock_skip.keys()),
@@ -339,5 +431,88 @@ impl LbMaps {
                 in_use: count(self.frag.keys()),
             },
         ]
+    }
+}
+
+/// The trie key of a frontend's range `address/prefix_len`, host bits
+/// cleared (the kernel ignores them; clearing makes what is read back what
+/// the datapath matches).
+fn src_range_key(
+    rev_nat_index: u16,
+    address: Ipv4Addr,
+    prefix_len: u8,
+) -> Result<Key<SrcRangePrefix>, MapsError> {
+    if prefix_len > 32 {
+        return Err(MapsError::Invalid {
+            name: "tw_lb4_srcrange",
+            what: format!("prefix length {prefix_len} of {address} is beyond 32"),
+        });
+    }
+    let mask = u32::MAX
+        .checked_shl(32 - u32::from(prefix_len))
+        .unwrap_or(0);
+    Ok(Key::new(
+        TW_LB_SRC_RANGE_FIXED_BITS + u32::from(prefix_len),
+        SrcRangePrefix {
+            rev_nat_index,
+            pad: 0,
+            address: (u32::from(address) & mask).to_be(),
+        },
+    ))
+}
+
+/// `(rev_nat_index, network, prefix length)` of a trie key, if it is one
+/// [`src_range_key`] can make.
+fn src_range_of(k: &Key<SrcRangePrefix>) -> Option<(u16, Ipv4Addr, u8)> {
+    let d = k.data();
+    let plen = k.prefix_len().checked_sub(TW_LB_SRC_RANGE_FIXED_BITS)?;
+    let plen = u8::try_from(plen).ok().filter(|p| *p <= 32)?;
+    (d.pad == 0).then(|| {
+        (
+            d.rev_nat_index,
+            Ipv4Addr::from(u32::from_be(d.address)),
+            plen,
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn src_range_key_layout_matches_the_abi() {
+        assert_eq!(
+            size_of::<Key<SrcRangePrefix>>(),
+            size_of::<tollway_abi::Lb4SrcRangeKey>()
+        );
+        assert_eq!(size_of::<SrcRangePrefix>(), 8);
+    }
+
+    #[test]
+    fn src_range_keys_are_canonical_and_checked() {
+        let k = src_range_key(7, Ipv4Addr::new(10, 1, 2, 3), 16).unwrap();
+        assert_eq!(k.prefix_len(), 48);
+        assert_eq!(src_range_of(&k), Some((7, Ipv4Addr::new(10, 1, 0, 0), 16)));
+        let all = src_range_key(9, Ipv4Addr::new(10, 1, 2, 3), 0).unwrap();
+        assert_eq!((all.prefix_len(), all.data().address), (32, 0));
+        assert_eq!(src_range_of(&all), Some((9, Ipv4Addr::UNSPECIFIED, 0)));
+        let host = src_range_key(1, Ipv4Addr::new(203, 0, 113, 7), 32).unwrap();
+        assert_eq!(
+            src_range_of(&host),
+            Some((1, Ipv4Addr::new(203, 0, 113, 7), 32))
+        );
+        assert!(src_range_key(1, Ipv4Addr::LOCALHOST, 33).is_err());
+        // Keys no writer makes are not read as ranges.
+        let short = Key::new(16, SrcRangePrefix::default());
+        assert_eq!(src_range_of(&short), None);
+        let padded = Key::new(
+            40,
+            SrcRangePrefix {
+                pad: 1,
+                ..SrcRangePrefix::default()
+            },
+        );
+        assert_eq!(src_range_of(&padded), None);
     }
 }

@@ -9,5 +9,5 @@ mod policy;
 
 pub use events::{AGGREGATION_LEVELS, EventMaps, aggregation_level, aggregation_name};
 pub use loader::{LoadError, LoadOptions, NodeDatapath, ProgramState, SOCK_PROGRAMS, TC_PROGRAMS};
-pub use maps::{LbMaps, MAP_NAMES, MapFill, MapsError};
+pub use maps::{LbMaps, MAP_NAMES, MapFill, MapsError, SrcRangePrefix};
 pub use policy::{PolicyMaps, PolicyPrefix, PolicyTable, PolicyTrie};

@@ -78,7 +78,7 @@ impl FreeIds {
     }
 }
 
-/// The indexes. Every field is a function of the five maps of [`Applied`].
+/// The indexes. Every field is a function of the six maps of [`Applied`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Indexes {
     /// Backend ids by address (one, unless a crash left duplicates).
@@ -91,21 +91,22 @@ pub(super) struct Indexes {
     pub(super) masters_by_index: BTreeMap<u16, BTreeSet<Frontend>>,
     /// The reverse-NAT entries naming each frontend.
     pub(super) revnat_by_frontend: BTreeMap<Frontend, BTreeSet<u16>>,
-    /// Reverse-NAT indexes (1..=65535) no master uses and in neither the
-    /// reverse-NAT nor the Maglev map.
+    /// Reverse-NAT indexes (1..=65535) no master uses and in none of the
+    /// reverse-NAT, Maglev and source-range maps.
     pub(super) free_indexes: FreeIds,
     /// The map sizes the indexes were last in step with (a cheap check that
     /// nobody changed the maps behind [`apply_to`](super::apply_to)'s back).
-    sizes: [usize; 5],
+    sizes: [usize; 6],
 }
 
-fn sizes(a: &Applied) -> [usize; 5] {
+fn sizes(a: &Applied) -> [usize; 6] {
     [
         a.services.len(),
         a.slots.len(),
         a.backends.len(),
         a.revnat.len(),
         a.maglev.len(),
+        a.src_ranges.len(),
     ]
 }
 
@@ -150,7 +151,8 @@ impl Indexes {
             .masters_by_index
             .keys()
             .chain(a.revnat.keys())
-            .chain(a.maglev.keys());
+            .chain(a.maglev.keys())
+            .chain(a.src_ranges.iter().map(|(i, _)| i));
         for index in used {
             ix.free_indexes.take(u32::from(*index));
         }
@@ -167,6 +169,7 @@ impl Indexes {
         self.masters_by_index.contains_key(&index)
             || a.revnat.contains_key(&index)
             || a.maglev.contains_key(&index)
+            || a.src_ranges_of(index).next().is_some()
     }
 
     fn refresh_index(&mut self, a: &Applied, index: u16) {
@@ -243,7 +246,10 @@ impl Indexes {
                     self.refresh_index(a, old);
                 }
             }
-            Op::SetMaglev { index, .. } | Op::DeleteMaglev { index } => {
+            Op::SetMaglev { index, .. }
+            | Op::DeleteMaglev { index }
+            | Op::UpsertSrcRange { index, .. }
+            | Op::DeleteSrcRange { index, .. } => {
                 super::apply_maps(a, op);
                 self.refresh_index(a, *index);
             }

@@ -4,11 +4,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{
-    Applied, AppliedBackend, BackendDemand, Indexes, Op, Target, check_duplicates, service_ops,
-    target,
+    Applied, AppliedBackend, BackendDemand, Indexes, Op, Target, check_duplicates,
+    delete_src_ranges, service_ops, target,
 };
 use crate::LbError;
-use crate::flags::{TW_BE_F_TERMINATING, TW_LB_BACKENDS_MAX, TW_LB_MAGLEV_MAX, TW_LB_SERVICES_MAX};
+use crate::flags::{
+    TW_BE_F_TERMINATING, TW_LB_BACKENDS_MAX, TW_LB_MAGLEV_MAX, TW_LB_SERVICES_MAX,
+    TW_LB_SRC_RANGE_MAX,
+};
 use crate::model::{BackendAddr, DesiredService, Frontend, LbConfig};
 
 fn out_of_scope(frontend: Frontend, reason: &'static str) -> LbError {
@@ -33,8 +36,8 @@ fn out_of_scope(frontend: Frontend, reason: &'static str) -> LbError {
 /// when everything outside the scope already matches its desired state:
 /// same ids (kept ones kept, new ones the lowest free anywhere), same order
 /// rules, every intermediate state consistent. Outside the scope nothing is
-/// written: no master, slot, Maglev table or reverse-NAT entry of another
-/// frontend; backend entries still named by another frontend's slots and
+/// written: no master, slot, Maglev table, source range or reverse-NAT
+/// entry of another frontend; backend entries still named by another frontend's slots and
 /// reverse-NAT indexes used by another frontend's master are never deleted.
 /// Backend entries the scope needs (or the touched addresses) are written
 /// with their global flags.
@@ -273,6 +276,19 @@ pub fn plan_scoped(
             max: TW_LB_MAGLEV_MAX,
         });
     }
+    let ranges = applied.src_ranges.len()
+        - related
+            .iter()
+            .map(|i| applied.src_ranges_of(*i).count())
+            .sum::<usize>()
+        + targets.iter().map(|t| t.ranges.len()).sum::<usize>();
+    if ranges > TW_LB_SRC_RANGE_MAX {
+        return Err(LbError::MapFull {
+            map: "tw_lb4_srcrange",
+            needed: ranges,
+            max: TW_LB_SRC_RANGE_MAX,
+        });
+    }
 
     // 1. Backends and reverse-NAT entries first.
     let mut ops = Vec::new();
@@ -302,6 +318,7 @@ pub fn plan_scoped(
     // 3. Removed services.
     let mut deleted_tables: BTreeSet<u16> = BTreeSet::new();
     let mut deleted_revnat: BTreeSet<u16> = BTreeSet::new();
+    let mut deleted_ranges: BTreeSet<u16> = BTreeSet::new();
     for frontend in scope {
         let Some(m) = applied.services.get(frontend) else {
             continue;
@@ -317,6 +334,10 @@ pub fn plan_scoped(
                 .map(|(slot, _)| Op::DeleteSlot { frontend, slot }),
         );
         let index = m.rev_nat_index;
+        if related.contains(&index) && !revnat.contains_key(&index) && deleted_ranges.insert(index)
+        {
+            ops.extend(delete_src_ranges(applied, index));
+        }
         if related.contains(&index)
             && applied.maglev.contains_key(&index)
             && !wanted_tables.contains(&index)
@@ -340,6 +361,11 @@ pub fn plan_scoped(
             && !deleted_tables.contains(index)
         {
             ops.push(Op::DeleteMaglev { index: *index });
+        }
+    }
+    for index in &related {
+        if !revnat.contains_key(index) && !deleted_ranges.contains(index) {
+            ops.extend(delete_src_ranges(applied, *index));
         }
     }
     for index in &related {

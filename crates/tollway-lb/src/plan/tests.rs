@@ -4,7 +4,7 @@ use std::net::Ipv4Addr;
 use proptest::prelude::*;
 
 use super::*;
-use crate::flags::{TW_SVC_F_AFFINITY, TW_SVC_F_CLUSTERIP};
+use crate::flags::{TW_SVC_F_AFFINITY, TW_SVC_F_CLUSTERIP, TW_SVC_F_LOADBALANCER};
 use crate::model::{FrontendKind, Proto, Scope, ServiceName};
 
 const M: u32 = 31;
@@ -49,19 +49,123 @@ fn svc(frontend: Frontend, backends: &[u8], terminating: &[u8]) -> DesiredServic
         affinity_timeout: None,
         etp_local: false,
         two_scopes: false,
+        source_ranges: None,
     }
 }
 
-/// Plan, apply op by op checking consistency after each, and check the
-/// result matches and re-planning is empty.
+fn range(a: [u8; 4], len: u8) -> SourceRange {
+    SourceRange::new(Ipv4Addr::from(a), len).unwrap()
+}
+
+/// A LoadBalancer frontend admitting `ranges` (`None`: everyone).
+fn lb(frontend: Frontend, backends: &[u8], ranges: Option<&[SourceRange]>) -> DesiredService {
+    DesiredService {
+        kind: FrontendKind::LoadBalancer,
+        source_ranges: ranges.map(<[SourceRange]>::to_vec),
+        ..svc(frontend, backends, &[])
+    }
+}
+
+// ---- What a frontend admits, for the ordering of source ranges ----
+
+/// The clients the maps let reach `f` (a union of ranges; `0.0.0.0/0`:
+/// everyone), or `None` if `f` is no frontend.
+fn admitted(a: &Applied, f: &Frontend) -> Option<BTreeSet<SourceRange>> {
+    let m = a.services.get(f)?;
+    Some(if m.flags & TW_SVC_F_SRC_RANGE == 0 {
+        BTreeSet::from([SourceRange::MIN])
+    } else {
+        a.src_ranges_of(m.rev_nat_index).collect()
+    })
+}
+
+/// The clients a desired frontend admits.
+fn desired_admitted(d: &DesiredService) -> BTreeSet<SourceRange> {
+    match &d.source_ranges {
+        None => BTreeSet::from([SourceRange::MIN]),
+        Some(v) => v.iter().copied().collect(),
+    }
+}
+
+/// Whether the union of `set` covers every address of `p`.
+fn covered(set: &BTreeSet<SourceRange>, p: SourceRange) -> bool {
+    if set.iter().any(|r| r.contains(p)) {
+        return true;
+    }
+    if p.prefix_len() == 32 || !set.iter().any(|r| p.contains(*r)) {
+        return false;
+    }
+    let len = p.prefix_len() + 1;
+    let upper = u32::from(p.network()) | (1 << (32 - u32::from(len)));
+    covered(set, SourceRange::new(p.network(), len).unwrap())
+        && covered(set, SourceRange::new(Ipv4Addr::from(upper), len).unwrap())
+}
+
+fn subset(a: &BTreeSet<SourceRange>, b: &BTreeSet<SourceRange>) -> bool {
+    a.iter().all(|p| covered(b, *p))
+}
+
+fn intersection(a: &BTreeSet<SourceRange>, b: &BTreeSet<SourceRange>) -> BTreeSet<SourceRange> {
+    let mut out = BTreeSet::new();
+    for x in a {
+        for y in b {
+            if x.contains(*y) {
+                out.insert(*y);
+            } else if y.contains(*x) {
+                out.insert(*x);
+            }
+        }
+    }
+    out
+}
+
+/// During a plan from `before` to `desired`, in state `now`: every frontend
+/// admits at least the clients both `before` and `desired` admit (the one
+/// that has it, if the other lacks the frontend) and nobody neither admits.
+fn admission_within_bounds(
+    before: &Applied,
+    desired: &[DesiredService],
+    now: &Applied,
+) -> Result<(), String> {
+    for f in now.services.keys() {
+        let Some(got) = admitted(now, f) else {
+            continue;
+        };
+        let old = admitted(before, f);
+        let new = desired
+            .iter()
+            .find(|d| d.frontend == *f)
+            .map(desired_admitted);
+        let (lower, upper) = match (old, new) {
+            (Some(o), Some(n)) => (intersection(&o, &n), o.union(&n).copied().collect()),
+            (Some(o), None) => (o.clone(), o),
+            (None, Some(n)) => (n.clone(), n),
+            (None, None) => return Err(format!("{f} is a frontend of neither state")),
+        };
+        if !subset(&lower, &got) {
+            return Err(format!("{f} admits {got:?}, less than {lower:?}"));
+        }
+        if !subset(&got, &upper) {
+            return Err(format!("{f} admits {got:?}, more than {upper:?}"));
+        }
+    }
+    Ok(())
+}
+
+/// Plan, apply op by op checking consistency and admission after each, and
+/// check the result matches and re-planning is empty.
 fn converge(applied: &mut Applied, desired: &[DesiredService], cfg: &LbConfig) -> Vec<Op> {
     let ops = plan(applied, desired, cfg).unwrap();
+    let start = applied.clone();
     for op in &ops {
         let before = applied.clone();
         apply_to(applied, op);
         assert_ne!(&before, applied, "op {op} changes nothing");
         let bad = applied.inconsistencies();
         assert!(bad.is_empty(), "after {op}: {bad:?}");
+        if let Err(e) = admission_within_bounds(&start, desired, applied) {
+            panic!("after {op}: {e}\nops: {ops:#?}");
+        }
     }
     if let Some(m) = mismatch(applied, desired, cfg) {
         panic!("after the plan: {m}\nops: {ops:#?}");
@@ -474,6 +578,239 @@ fn json() {
     assert_eq!(j.as_array().unwrap().last().unwrap()["op"], "upsert_master");
 }
 
+#[test]
+fn source_ranges_go_in_before_the_flag_and_out_after_it() {
+    let mut a = Applied::default();
+    let f = fe(1, 80);
+    let office = range([203, 0, 113, 0], 24);
+    let vpn = range([10, 8, 0, 0], 16);
+    let lab = range([192, 0, 2, 0], 24);
+    let plain = TW_SVC_F_LOADBALANCER;
+    let checked = TW_SVC_F_LOADBALANCER | TW_SVC_F_SRC_RANGE;
+
+    // New, restricted: the ranges first, then the master with the flag.
+    let ops = converge(&mut a, &[lb(f, &[1], Some(&[vpn, office]))], &cfg());
+    assert_eq!(
+        names(&ops),
+        [
+            "upsert backend 1 10.244.1.1:8080/TCP flags 0x00",
+            "upsert revnat 1 10.96.0.1:80/TCP",
+            "upsert src range 1 10.8.0.0/16",
+            "upsert src range 1 203.0.113.0/24",
+            "upsert slot 10.96.0.1:80/TCP #1 -> backend 1",
+            "upsert master 10.96.0.1:80/TCP count 1 revnat 1 flags 0x00a0 random affinity 0",
+        ]
+    );
+    assert_eq!(a.services[&f].flags, checked);
+    assert_eq!(a.src_ranges_of(1).collect::<Vec<_>>(), [vpn, office]);
+
+    // Ranges change, the flag stays: the new one in, the master untouched,
+    // then the old one out.
+    let ops = converge(&mut a, &[lb(f, &[1], Some(&[office, lab]))], &cfg());
+    assert_eq!(
+        names(&ops),
+        [
+            "upsert src range 1 192.0.2.0/24",
+            "delete src range 1 10.8.0.0/16"
+        ]
+    );
+
+    // No more ranges: the flag goes first, then the entries.
+    let ops = converge(&mut a, &[lb(f, &[1], None)], &cfg());
+    assert_eq!(
+        names(&ops),
+        [
+            "upsert master 10.96.0.1:80/TCP count 1 revnat 1 flags 0x0020 random affinity 0",
+            "delete src range 1 192.0.2.0/24",
+            "delete src range 1 203.0.113.0/24",
+        ]
+    );
+    assert_eq!(a.services[&f].flags, plain);
+    assert!(a.src_ranges.is_empty());
+
+    // An existing frontend gets ranges: entries, then the flag.
+    let ops = converge(&mut a, &[lb(f, &[1], Some(&[lab]))], &cfg());
+    assert_eq!(
+        names(&ops),
+        [
+            "upsert src range 1 192.0.2.0/24",
+            "upsert master 10.96.0.1:80/TCP count 1 revnat 1 flags 0x00a0 random affinity 0",
+        ]
+    );
+
+    // IPv6 ranges only: the flag with no entry admits nobody.
+    let ops = converge(&mut a, &[lb(f, &[1], Some(&[]))], &cfg());
+    assert_eq!(names(&ops), ["delete src range 1 192.0.2.0/24"]);
+    assert_eq!(a.services[&f].flags, checked);
+    assert_eq!(admitted(&a, &f), Some(BTreeSet::new()));
+
+    // Removed: the master, its slots, its ranges, its reverse-NAT entry.
+    converge(&mut a, &[lb(f, &[1], Some(&[office]))], &cfg());
+    let ops = converge(&mut a, &[], &cfg());
+    assert_eq!(
+        names(&ops),
+        [
+            "delete master 10.96.0.1:80/TCP",
+            "delete slot 10.96.0.1:80/TCP #1",
+            "delete src range 1 203.0.113.0/24",
+            "delete revnat 1",
+            "delete backend 1",
+        ]
+    );
+    assert_eq!(a, Applied::default());
+}
+
+#[test]
+fn ranges_are_per_frontend_index() {
+    let mut a = Applied::default();
+    let office = range([203, 0, 113, 0], 24);
+    let d = [
+        lb(fe(1, 80), &[1], Some(&[office])),
+        lb(fe(1, 443), &[1], Some(&[office])),
+        lb(fe(2, 80), &[1], None),
+    ];
+    converge(&mut a, &d, &cfg());
+    let indexes: Vec<u16> = d
+        .iter()
+        .map(|d| a.services[&d.frontend].rev_nat_index)
+        .collect();
+    assert_eq!(
+        a.src_ranges,
+        BTreeSet::from([(indexes[0], office), (indexes[1], office)])
+    );
+    assert_eq!(a.services[&fe(2, 80)].flags & TW_SVC_F_SRC_RANGE, 0);
+    // A missing entry is a mismatch, and planning puts it back.
+    a.src_ranges.remove(&(indexes[1], office));
+    let m = mismatch(&a, &d, &cfg()).unwrap();
+    assert!(m.contains("source ranges"), "{m}");
+    assert_eq!(
+        names(&plan(&a, &d, &cfg()).unwrap()),
+        [format!("upsert src range {} 203.0.113.0/24", indexes[1])]
+    );
+    // So is an entry of an index no frontend has.
+    a.src_ranges.insert((indexes[1], office));
+    a.src_ranges.insert((99, office));
+    let m = mismatch(&a, &d, &cfg()).unwrap();
+    assert!(m.contains("reverse-NAT index 99"), "{m}");
+    assert_eq!(
+        names(&plan(&a, &d, &cfg()).unwrap()),
+        ["delete src range 99 203.0.113.0/24"]
+    );
+}
+
+#[test]
+fn an_index_with_left_over_ranges_is_not_reused() {
+    // A crash left ranges of index 1 behind (its master and reverse-NAT
+    // entry gone): a new frontend gets another index, and they go.
+    let mut a = Applied::default();
+    let office = range([203, 0, 113, 0], 24);
+    a.src_ranges.insert((1, office));
+    let ops = converge(&mut a, &[lb(fe(1, 80), &[], None)], &cfg());
+    assert_eq!(
+        names(&ops),
+        [
+            "upsert revnat 2 10.96.0.1:80/TCP",
+            "upsert master 10.96.0.1:80/TCP count 0 revnat 2 flags 0x0020 random affinity 0",
+            "delete src range 1 203.0.113.0/24",
+        ]
+    );
+}
+
+#[test]
+fn left_over_ranges_of_a_reused_index_go_before_the_flag() {
+    // A crash after the ranges of a new frontend: the orphan reverse-NAT
+    // entry and its ranges are reused; what is not wanted any more goes
+    // before the master gets the flag.
+    let office = range([203, 0, 113, 0], 24);
+    let vpn = range([10, 8, 0, 0], 16);
+    let f = fe(1, 80);
+    let ops = plan(
+        &Applied::default(),
+        &[lb(f, &[], Some(&[office, vpn]))],
+        &cfg(),
+    )
+    .unwrap();
+    let mut a = Applied::default();
+    for op in &ops[..3] {
+        apply_to(&mut a, op);
+    }
+    assert!(a.services.is_empty() && a.src_ranges.len() == 2, "{a:?}");
+    let ops = converge(&mut a, &[lb(f, &[], Some(&[office]))], &cfg());
+    assert_eq!(
+        names(&ops),
+        [
+            "delete src range 1 10.8.0.0/16",
+            "upsert master 10.96.0.1:80/TCP count 0 revnat 1 flags 0x00a0 random affinity 0",
+        ]
+    );
+}
+
+#[test]
+fn too_many_ranges_is_an_error() {
+    let a = Applied::default();
+    let many: Vec<SourceRange> = (0..=u32::try_from(TW_LB_SRC_RANGE_MAX).unwrap())
+        .map(|i| SourceRange::new(Ipv4Addr::from(0x0a00_0000 + i), 32).unwrap())
+        .collect();
+    let e = plan(&a, &[lb(fe(1, 80), &[], Some(&many))], &cfg()).unwrap_err();
+    assert_eq!(
+        e,
+        LbError::MapFull {
+            map: "tw_lb4_srcrange",
+            needed: TW_LB_SRC_RANGE_MAX + 1,
+            max: TW_LB_SRC_RANGE_MAX
+        }
+    );
+    assert!(plan(&a, &[lb(fe(1, 80), &[], Some(&many[1..]))], &cfg()).is_ok());
+}
+
+#[test]
+fn admission_bounds_catch_a_wrong_order() {
+    // The checker itself: a master flagged before its ranges admits
+    // nobody, less than the new state does.
+    let f = fe(1, 80);
+    let office = range([203, 0, 113, 0], 24);
+    let d = [lb(f, &[], Some(&[office]))];
+    let mut a = Applied::default();
+    converge(&mut a, &[lb(f, &[], None)], &cfg());
+    let before = a.clone();
+    let master = a.services.get_mut(&f).unwrap();
+    master.flags |= TW_SVC_F_SRC_RANGE;
+    let e = admission_within_bounds(&before, &d, &a).unwrap_err();
+    assert!(e.contains("less than"), "{e}");
+    a.src_ranges.insert((1, office));
+    assert_eq!(admission_within_bounds(&before, &d, &a), Ok(()));
+    // From restricted to restricted, an entry beyond both admits too many.
+    let before = a.clone();
+    a.src_ranges.insert((1, range([10, 0, 0, 0], 8)));
+    let e = admission_within_bounds(&before, &d, &a).unwrap_err();
+    assert!(e.contains("more than"), "{e}");
+    // Coverage is exact: two halves cover their parent.
+    let halves = BTreeSet::from([range([10, 0, 0, 0], 9), range([10, 128, 0, 0], 9)]);
+    assert!(subset(&BTreeSet::from([range([10, 0, 0, 0], 8)]), &halves));
+    let one = BTreeSet::from([range([10, 0, 0, 0], 9)]);
+    assert!(!subset(&BTreeSet::from([range([10, 0, 0, 0], 8)]), &one));
+}
+
+#[test]
+fn source_ranges_json() {
+    let mut a = Applied::default();
+    let ops = converge(
+        &mut a,
+        &[lb(fe(1, 80), &[], Some(&[range([10, 8, 0, 0], 16)]))],
+        &cfg(),
+    );
+    let j = serde_json::to_value(&a).unwrap();
+    assert_eq!(
+        j["src_ranges"],
+        serde_json::json!([{"rev_nat_index": 1, "range": "10.8.0.0/16"}])
+    );
+    let j = serde_json::to_value(&ops).unwrap();
+    assert_eq!(
+        j[1],
+        serde_json::json!({"op": "upsert_src_range", "index": 1, "range": "10.8.0.0/16"})
+    );
+}
+
 // ---- Property test ----
 
 const POOL: u8 = 24;
@@ -508,20 +845,39 @@ fn pool_frontend(i: u8) -> Frontend {
     }
 }
 
-fn subset() -> impl Strategy<Value = BTreeSet<u8>> {
+fn subset_of_pool() -> impl Strategy<Value = BTreeSet<u8>> {
     proptest::collection::btree_set(0..POOL, 0..12)
+}
+
+/// Source ranges the pool's LoadBalancer frontends may admit (nested and
+/// disjoint ones).
+fn pool_range(i: u8) -> SourceRange {
+    match i {
+        0 => range([10, 0, 0, 0], 8),
+        1 => range([10, 1, 0, 0], 16),
+        2 => range([10, 1, 2, 0], 24),
+        3 => range([192, 168, 0, 0], 16),
+        4 => range([203, 0, 113, 7], 32),
+        _ => range([0, 0, 0, 0], 0),
+    }
+}
+
+fn ranges_strategy() -> impl Strategy<Value = Option<Vec<SourceRange>>> {
+    proptest::option::of(proptest::collection::btree_set(0u8..6, 0..4))
+        .prop_map(|s| s.map(|s| s.into_iter().map(pool_range).collect()))
 }
 
 fn service_strategy(i: u8) -> impl Strategy<Value = DesiredService> {
     (
-        subset(),
-        subset(),
-        subset(),
+        subset_of_pool(),
+        subset_of_pool(),
+        subset_of_pool(),
         any::<bool>(),
         proptest::option::of(1u32..100),
         any::<bool>(),
+        ranges_strategy(),
     )
-        .prop_map(move |(act, term, local, maglev, affinity, etp)| {
+        .prop_map(move |(act, term, local, maglev, affinity, etp, ranges)| {
             let addrs = |s: &BTreeSet<u8>| s.iter().map(|b| pool_backend(*b)).collect::<Vec<_>>();
             let backends = addrs(&act);
             let terminating = addrs(&term);
@@ -531,10 +887,13 @@ fn service_strategy(i: u8) -> impl Strategy<Value = DesiredService> {
                 .filter(|b| backends.contains(b) || terminating.contains(b))
                 .collect();
             let node_port = i >= 6;
+            let load_balancer = (2..6).contains(&i);
             DesiredService {
                 frontend: pool_frontend(i),
                 kind: if node_port {
                     FrontendKind::NodePort
+                } else if load_balancer {
+                    FrontendKind::LoadBalancer
                 } else {
                     FrontendKind::ClusterIp
                 },
@@ -554,6 +913,7 @@ fn service_strategy(i: u8) -> impl Strategy<Value = DesiredService> {
                 affinity_timeout: affinity,
                 etp_local: node_port && i == 6 && etp,
                 two_scopes: node_port && etp,
+                source_ranges: ranges.filter(|_| load_balancer),
             }
         })
 }
@@ -593,6 +953,8 @@ proptest! {
                 prop_assert_ne!(&prev, &applied, "op {} changes nothing", op);
                 let bad = applied.inconsistencies();
                 prop_assert!(bad.is_empty(), "after {}: {:?}", op, bad);
+                let admission = admission_within_bounds(&before, &desired, &applied);
+                prop_assert!(admission.is_ok(), "after {}: {:?}", op, admission);
             }
             if run == ops.len() {
                 let m = mismatch(&applied, &desired, &cfg);

@@ -77,7 +77,9 @@ fn outside_write(before: &Applied, scope: &BTreeSet<Frontend>, op: &Op) -> Optio
         Op::UpsertRevNat { index, .. }
         | Op::DeleteRevNat { index }
         | Op::SetMaglev { index, .. }
-        | Op::DeleteMaglev { index } => outside_index(index),
+        | Op::DeleteMaglev { index }
+        | Op::UpsertSrcRange { index, .. }
+        | Op::DeleteSrcRange { index, .. } => outside_index(index),
         Op::DeleteBackend { id } => named_outside(id),
         Op::UpsertBackend { id, backend } => {
             named_outside(id) && before.backends.get(id).map(|b| b.addr) != Some(backend.addr)
@@ -87,8 +89,8 @@ fn outside_write(before: &Applied, scope: &BTreeSet<Frontend>, op: &Op) -> Optio
 }
 
 /// The part of `a` that belongs to frontends outside `scope`: masters,
-/// slots (with their backends' addresses), reverse-NAT entries and Maglev
-/// tables.
+/// slots (with their backends' addresses), reverse-NAT entries, Maglev
+/// tables and source ranges.
 #[allow(clippy::type_complexity)]
 fn outside_part(
     a: &Applied,
@@ -99,6 +101,7 @@ fn outside_part(
     Vec<(u16, u32, Option<BackendAddr>)>,
     Option<Frontend>,
     Option<Vec<u32>>,
+    Vec<SourceRange>,
 )> {
     let fronts: BTreeSet<Frontend> = a
         .services
@@ -118,7 +121,8 @@ fn outside_part(
             let index = m.as_ref().map(|m| m.rev_nat_index);
             let revnat = index.and_then(|i| a.revnat.get(&i).copied());
             let table = index.and_then(|i| a.maglev.get(&i).cloned());
-            (f, m, slots, revnat, table)
+            let ranges = index.map_or_else(Vec::new, |i| a.src_ranges_of(i).collect());
+            (f, m, slots, revnat, table, ranges)
         })
         .collect()
 }
@@ -191,6 +195,8 @@ proptest! {
                 prop_assert_ne!(&prev, &applied, "op {} changes nothing", op);
                 let bad = applied.inconsistencies();
                 prop_assert!(bad.is_empty(), "after {}: {:?}", op, bad);
+                let admission = admission_within_bounds(&before, &all, &applied);
+                prop_assert!(admission.is_ok(), "after {}: {:?}", op, admission);
                 if let Some(e) = outside_write(&before, &scope, op) {
                     prop_assert!(false, "{}", e);
                 }
