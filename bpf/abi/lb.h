@@ -91,6 +91,13 @@ TW_ABI_ASSERT_OFFSET(struct tw_lb4_key, proto, 8);
 TW_ABI_ASSERT_OFFSET(struct tw_lb4_key, scope, 9);
 TW_ABI_ASSERT_OFFSET(struct tw_lb4_key, pad, 10);
 
+/* The source a pod sees on a connection to a service whose chosen backend
+ * is the pod itself ("hairpin", Cilium's IPV4_LOOPBACK): host order,
+ * 169.254.42.1. The tc path rewrites the source to it, so that the pod
+ * does not get a packet from its own address, and takes it back on the
+ * replies (lib/lb.h). */
+#define TW_LB_IPV4_LOOPBACK 0xa9fe2a01
+
 /* tw_lb4_service.flags */
 #define TW_SVC_F_CLUSTERIP 0x0001
 #define TW_SVC_F_NODEPORT 0x0002

@@ -2,7 +2,8 @@
 /*
  * Service load balancing on the tc path (abi/lb.h): frontend lookup,
  * backend selection (conntrack, ClientIP affinity, random or Maglev),
- * DNAT, and the conntrack entries that let replies be reverse-NATed.
+ * DNAT, and the conntrack entries that let replies be reverse-NATed;
+ * hairpin (a pod that is its own backend).
  */
 #ifndef TOLLWAY_LIB_LB_H
 #define TOLLWAY_LIB_LB_H
@@ -234,10 +235,159 @@ static __always_inline void tw_lb4_record_affinity(struct tw_pkt *pkt, __u16 rev
 }
 
 /*
+ * Hairpin (Cilium's loopback LB): a pod's connection to a service whose
+ * chosen backend is the pod itself. DNATed alone, the packet would come
+ * back to the pod from its own address, which its stack takes for a
+ * martian of its own and never answers through the veth. So (tc path
+ * only; the socket path connects such a socket to the pod's own address
+ * and never leaves the pod):
+ *
+ *   pod P:sp -> frontend F:fp   tw_from_lxc: DNAT to P:bp as any service
+ *                               connection (SERVICE entry, egress entry
+ *                               {P, P, sp, bp}, egress policy to P), then
+ *                               SNAT to TW_LB_IPV4_LOOPBACK (L):sp and
+ *                               back into the pod (tw_lb4_hairpin);
+ *                               tw_to_lxc: L:sp -> P:bp, the egress entry
+ *                               makes it the pod talking to itself: no
+ *                               ingress policy, no ingress entry
+ *                               (tw_lb4_hairpin_known)
+ *   pod P:bp -> L:sp (reply,    tw_from_lxc: the egress entry {P, P, sp,
+ *   via its default route)      bp} exists: the destination becomes P
+ *                               again, back into the pod
+ *                               (tw_lb4_hairpin_reply); tw_to_lxc: P:bp ->
+ *                               P:sp is a reply of that entry, reverse
+ *                               NATed to F:fp -> P:sp as any reply
+ *
+ * The pod's egress policy judges the connection once (to itself, with
+ * its own identity), its ingress policy never: Cilium's bpf_lxc skips
+ * ingress policy enforcement for a loopback connection (a new packet from
+ * IPV4_LOOPBACK with a loopback egress entry), the source being the
+ * endpoint itself. Nothing else uses L: a packet to or from it without
+ * such an entry takes the usual way.
+ */
+#define TW_LB_LOOPBACK ((__be32)bpf_htonl(TW_LB_IPV4_LOOPBACK))
+
+/*
+ * Rewrites one address of the IPv4 packet in the skb (the source, or with
+ * `dst` the destination) to `new_addr`, ports untouched, swaps the
+ * Ethernet addresses and sends the packet back into the pod it came from
+ * (tc ingress of the pod's host-side veth -> its egress), as the pod's
+ * gateway would have sent it. Returns TC_ACT_REDIRECT, or TC_ACT_SHOT if
+ * a helper fails (counted as TW_DROP_WRITE_ERROR).
+ *
+ * A global function (not static, not inlined): the verifier checks it
+ * once, on its own, instead of once more for every state in which the
+ * callers reach it, which would more than double what tw_from_lxc costs
+ * it. So it takes no struct tw_pkt: it reads what it needs (header
+ * length, protocol, fragment offset, the old address) from the packet,
+ * which tw_parse() already checked.
+ */
+__noinline int tw_lb4_hairpin_out(struct __sk_buff *skb, __u32 dst, __be32 new_addr)
+{
+	__u32 addr_off = ETH_HLEN + (dst ? offsetof(struct iphdr, daddr)
+					: offsetof(struct iphdr, saddr));
+	__u64 l4_flags = BPF_F_PSEUDO_HDR | sizeof(new_addr);
+	__u32 csum_off = 0;
+	__be32 old_addr;
+	struct iphdr ip;
+
+	if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip, sizeof(ip)) < 0)
+		goto fail;
+	/* A later fragment has no L4 header: the address alone (lib/nat.h). */
+	if (!(bpf_ntohs(ip.frag_off) & TW_IP_OFFSET)) {
+		csum_off = ETH_HLEN + ip.ihl * 4;
+		if (ip.protocol == IPPROTO_TCP) {
+			csum_off += offsetof(struct tcphdr, check);
+		} else if (ip.protocol == IPPROTO_UDP) {
+			csum_off += offsetof(struct udphdr, check);
+			l4_flags |= BPF_F_MARK_MANGLED_0;
+		} else {
+			goto fail;
+		}
+	}
+	old_addr = dst ? ip.daddr : ip.saddr;
+
+	if (csum_off && bpf_l4_csum_replace(skb, csum_off, old_addr, new_addr, l4_flags) < 0)
+		goto fail;
+	if (bpf_l3_csum_replace(skb, ETH_HLEN + offsetof(struct iphdr, check), old_addr, new_addr,
+				sizeof(new_addr)) < 0)
+		goto fail;
+	if (bpf_skb_store_bytes(skb, addr_off, &new_addr, sizeof(new_addr), 0) < 0)
+		goto fail;
+	if (tw_reject_swap_macs(skb) < 0)
+		goto fail;
+	return bpf_redirect(skb->ifindex, 0);
+fail:
+	return tw_drop(TW_DROP_WRITE_ERROR);
+}
+
+/* The verdict of tw_lb4_hairpin_out() as a constant, so that the
+ * verifier, for which a global function returns any number, does not
+ * walk the callers' other ways (TC_ACT_OK, TW_LB_NOT_SERVICE) after it. */
+static __always_inline int tw_lb4_hairpin_verdict(int ret)
+{
+	return ret == TC_ACT_REDIRECT ? TC_ACT_REDIRECT : TC_ACT_SHOT;
+}
+
+/* A packet tw_lb4_xlate() DNATed to the pod that sent it: the source
+ * becomes TW_LB_IPV4_LOOPBACK (the port stays), back into the pod.
+ * Returns the verdict (TC_ACT_REDIRECT). */
+static __always_inline int tw_lb4_hairpin(struct __sk_buff *skb)
+{
+	return tw_lb4_hairpin_verdict(tw_lb4_hairpin_out(skb, 0, TW_LB_LOOPBACK));
+}
+
+/* The live egress entry of pod `pod`'s hairpin connection from
+ * `client_port` to its own `backend_port` (a service connection: it has a
+ * rev NAT index), or NULL. */
+static __always_inline struct tw_ct_entry *tw_lb4_hairpin_ct(struct tw_pkt *pkt, __be32 pod,
+							     __be16 client_port,
+							     __be16 backend_port, __u64 now)
+{
+	struct tw_ct4_key key = {
+		.saddr = pod,
+		.daddr = pod,
+		.sport = client_port,
+		.dport = backend_port,
+		.proto = pkt->proto,
+	};
+	struct tw_ct_entry *ct;
+
+	ct = tw_ct_lookup(&key, pkt, now);
+	if (ct && !ct->rev_nat_index)
+		return NULL;
+	return ct;
+}
+
+/* tc egress to the pod: whether this TCP/UDP packet from
+ * TW_LB_IPV4_LOOPBACK is the pod's own hairpin connection (its first
+ * direction, which tw_from_lxc accounted already). */
+static __always_inline int tw_lb4_hairpin_known(struct tw_pkt *pkt, __u64 now)
+{
+	return (pkt->flags & TW_PKT_F_PORTS) &&
+	       tw_lb4_hairpin_ct(pkt, pkt->daddr, pkt->sport, pkt->dport, now);
+}
+
+/* tc ingress from the pod, a TCP/UDP packet to TW_LB_IPV4_LOOPBACK: the
+ * pod answering its own hairpin connection? Then the destination becomes
+ * the pod again and the packet goes back into it, where tw_to_lxc
+ * accounts it and restores the frontend as its source. Returns
+ * TW_LB_NOT_SERVICE if the pod has no such connection, else the verdict. */
+static __always_inline int tw_lb4_hairpin_reply(struct __sk_buff *skb, struct tw_pkt *pkt,
+						__u64 now)
+{
+	if (!(pkt->flags & TW_PKT_F_PORTS) ||
+	    !tw_lb4_hairpin_ct(pkt, pkt->saddr, pkt->dport, pkt->sport, now))
+		return TW_LB_NOT_SERVICE;
+	return tw_lb4_hairpin_verdict(tw_lb4_hairpin_out(skb, 1, pkt->saddr));
+}
+
+/*
  * Service translation of a TCP/UDP packet from a pod (tc ingress of its
  * veth). Returns TW_LB_NOT_SERVICE if the destination is no frontend,
  * else the verdict: TC_ACT_OK once DNATed, TC_ACT_REDIRECT for a reject
- * (no backend), TC_ACT_SHOT on a failure or a policy drop (counted).
+ * (no backend) or a hairpin (the backend is the pod itself: back into
+ * it), TC_ACT_SHOT on a failure or a policy drop (counted).
  *
  * The pod's egress policy judges the connection as it will leave, to the
  * chosen backend (address, identity and port of the backend, as in
@@ -342,6 +492,9 @@ static __always_inline int tw_lb4_xlate(struct __sk_buff *skb, struct tw_pkt *pk
 	/* 5. DNAT. */
 	if (tw_nat4_rewrite(skb, pkt, TW_NAT_DST, backend.address, backend.port) < 0)
 		return tw_drop_pkt(skb, pkt, TW_DROP_WRITE_ERROR);
+	/* 6. The pod is its own backend: hairpin. */
+	if (__builtin_expect(backend.address == pkt->saddr, 0))
+		return tw_lb4_hairpin(skb);
 	return TC_ACT_OK;
 }
 

@@ -30,6 +30,13 @@
  *      ipcache(daddr)), then a new
  *      egress entry
  *
+ * Hairpin: a pod whose service connection got the pod itself as the
+ * backend is SNATed to TW_LB_IPV4_LOOPBACK and sent straight back into
+ * it; its answers to that address come back here and go back into it
+ * too, as replies of the egress entry (lib/lb.h has the walk). Both
+ * checks sit just before step 3 of each program: only packets that no
+ * entry claimed pay for them.
+ *
  * Two pods of one node talking: the client's veth makes and uses the
  * egress entry, the server's veth the ingress entry of the same tuple, so
  * each pod's policy sees the connection once and neither veth mistakes
@@ -116,6 +123,12 @@ int tw_from_lxc(struct __sk_buff *skb)
 	/* 2. The pod answering a connection it received. */
 	if (tw_ct_track_reply(&pkt, TW_CT_F_INGRESS, now))
 		return tw_pass(skb, &pkt, TW_TRACE_TO_STACK, 1);
+	/* The pod answering its own hairpin connection (lib/lb.h). */
+	if (__builtin_expect(pkt.daddr == TW_LB_LOOPBACK, 0)) {
+		ret = tw_lb4_hairpin_reply(skb, &pkt, now);
+		if (ret != TW_LB_NOT_SERVICE)
+			return ret;
+	}
 	/* 3. A new connection of the pod. */
 	reason = tw_policy_check(skb, &pkt, pkt.daddr, pkt.proto, pkt.dport, TW_POL_EGRESS);
 	if (reason != TW_POLICY_ALLOW)
@@ -163,6 +176,10 @@ int tw_to_lxc(struct __sk_buff *skb)
 
 	/* 2. More of a connection the pod received. */
 	if (tw_ct_track_tx(&pkt, TW_CT_F_INGRESS, now))
+		return tw_pass(skb, &pkt, TW_TRACE_TO_LXC, 0);
+	/* The pod's own hairpin connection (lib/lb.h): the pod talking to
+	 * itself, which its ingress policy does not judge (as Cilium). */
+	if (__builtin_expect(pkt.saddr == TW_LB_LOOPBACK, 0) && tw_lb4_hairpin_known(&pkt, now))
 		return tw_pass(skb, &pkt, TW_TRACE_TO_LXC, 0);
 	/* 3. Someone opening a connection to the pod. */
 	reason = tw_policy_check(skb, &pkt, pkt.saddr, pkt.proto, pkt.dport, TW_POL_INGRESS);

@@ -31,6 +31,10 @@ abi_consts!(LB_CONSTS in "lb.h" {
     TW_LB_SCOPE_EXT: u8 = 0,
     /// Key scope: in-cluster clients of an externalTrafficPolicy=Local NodePort.
     TW_LB_SCOPE_INT: u8 = 1,
+    /// The source address (host order: 169.254.42.1) a pod's tc path
+    /// gives its connections to a service whose chosen backend is the pod
+    /// itself (hairpin; Cilium's `IPV4_LOOPBACK`).
+    TW_LB_IPV4_LOOPBACK: u32 = 0xa9fe2a01,
     /// Service flag: a ClusterIP frontend.
     TW_SVC_F_CLUSTERIP: u16 = 0x0001,
     /// Service flag: a NodePort frontend.

@@ -14,11 +14,12 @@ use std::{collections::BTreeMap, net::Ipv4Addr, time::Duration};
 use common::lb::*;
 use common::{chain, require_root};
 use tollway_abi::{
-    Config, Ct4Key, CtEntry, Frag4Entry, Lb4AffinityKey, Lb4Backend, Lb4Revnat, Lb4Service,
-    LbAffinity, TW_CT_F_INGRESS, TW_CT_F_SERVICE, TW_CT_LIFETIME_NONTCP, TW_CT_LIFETIME_TCP_CLOSE,
-    TW_CT_LIFETIME_TCP_ESTABLISHED, TW_CT_LIFETIME_TCP_SYN, TW_CT_S_ESTABLISHED, TW_CT_S_FIN_RX,
-    TW_CT_S_FIN_TX, TW_CT_S_RST, TW_CT_S_SEEN_REPLY, TW_CT_S_SYN_SEEN, TW_FRAG_F_ICMP_ECHO,
-    TW_FRAG_F_PORTS, TW_LB_ALG_MAGLEV, TW_LB_ALG_RANDOM, TW_LB_SCOPE_EXT, TW_LB_SCOPE_INT,
+    Config, Ct4Key, CtEntry, Endpoint, Frag4Entry, IpcacheEntry, Lb4AffinityKey, Lb4Backend,
+    Lb4Revnat, Lb4Service, LbAffinity, TW_CT_F_INGRESS, TW_CT_F_SERVICE, TW_CT_LIFETIME_NONTCP,
+    TW_CT_LIFETIME_TCP_CLOSE, TW_CT_LIFETIME_TCP_ESTABLISHED, TW_CT_LIFETIME_TCP_SYN,
+    TW_CT_S_ESTABLISHED, TW_CT_S_FIN_RX, TW_CT_S_FIN_TX, TW_CT_S_RST, TW_CT_S_SEEN_REPLY,
+    TW_CT_S_SYN_SEEN, TW_EP_F_INGRESS_DEFAULT_DENY, TW_FRAG_F_ICMP_ECHO, TW_FRAG_F_PORTS,
+    TW_IPC_F_ENDPOINT, TW_LB_ALG_MAGLEV, TW_LB_ALG_RANDOM, TW_LB_SCOPE_EXT, TW_LB_SCOPE_INT,
     TW_SVC_F_AFFINITY, TW_SVC_F_CLUSTERIP, TW_SVC_F_TWO_SCOPES, be16, be32,
 };
 use tollway_datapath::{
@@ -34,6 +35,7 @@ use tollway_datapath::{
 const TC_ACT_REDIRECT: u32 = 7;
 const DROP_NO_SERVICE: u8 = 158;
 const DROP_FRAG_NOT_FOUND: u8 = 175;
+const DROP_POLICY_DENIED: u8 = 133;
 const IPPROTO_GRE: u8 = 47;
 
 const FROM: &str = "tw_from_lxc";
@@ -1883,6 +1885,420 @@ fn attached_to_a_pod_veth_fragmented_udp_real_traffic() {
         assert_eq!((ct.tx_packets, ct.rx_packets), (3, 3));
         let tracked = node.maps.frag.keys().filter(Result::is_ok).count();
         assert_eq!(tracked, 2, "the query's and the answer's first fragments");
+        assert!(
+            node.maps.drop_counts().unwrap().is_empty(),
+            "{:?}",
+            node.maps.drop_counts()
+        );
+    })
+    .unwrap();
+}
+
+/// Cilium's IPV4_LOOPBACK: the source the pod sees on a hairpin connection.
+const LOOPBACK: Ipv4Addr = Ipv4Addr::new(169, 254, 42, 1);
+
+/// A frontend at `VIP:port` whose only backend (id `id`) is the client pod
+/// itself, at `BACKEND_PORT`.
+fn add_self_service(node: &mut Node, id: u32, rev_nat: u16, proto: u8, port: u16) {
+    let be = Lb4Backend {
+        address: be32(CLIENT),
+        port: be16(BACKEND_PORT),
+        proto,
+        flags: 0,
+    };
+    node.maps.backends.insert(id, be, 0).unwrap();
+    let slot = Lb4Service {
+        backend_id: id,
+        ..Lb4Service::default()
+    };
+    node.maps
+        .services
+        .insert(lb_key(VIP, port, 1, proto, TW_LB_SCOPE_EXT), slot, 0)
+        .unwrap();
+    let master = Lb4Service {
+        count: 1,
+        rev_nat_index: rev_nat,
+        flags: TW_SVC_F_CLUSTERIP,
+        algorithm: TW_LB_ALG_RANDOM,
+        ..Lb4Service::default()
+    };
+    node.maps
+        .services
+        .insert(lb_key(VIP, port, 0, proto, TW_LB_SCOPE_EXT), master, 0)
+        .unwrap();
+    let revnat = Lb4Revnat {
+        address: be32(VIP),
+        port: be16(port),
+        pad: 0,
+    };
+    node.maps
+        .revnat
+        .insert(u32::from(rev_nat), revnat, 0)
+        .unwrap();
+}
+
+/// Addressing of a packet the client pod sends (to its gateway's MAC).
+fn from_pod(src: Ipv4Addr, dst: Ipv4Addr) -> Ipv4Endpoints {
+    Ipv4Endpoints {
+        src_mac: CLIENT_MAC,
+        dst_mac: HOST_MAC,
+        src_ip: src,
+        dst_ip: dst,
+        ttl: 64,
+    }
+}
+
+/// Addressing of a packet sent back into the client pod by tw_from_lxc
+/// (the Ethernet addresses swapped, the TTL kept).
+fn into_pod(src: Ipv4Addr, dst: Ipv4Addr) -> Ipv4Endpoints {
+    Ipv4Endpoints {
+        src_mac: HOST_MAC,
+        dst_mac: CLIENT_MAC,
+        src_ip: src,
+        dst_ip: dst,
+        ttl: 64,
+    }
+}
+
+/// Hairpin on the tc path: the client pod reaches a ClusterIP whose
+/// backend is the pod itself. The first direction is DNATed to the pod and
+/// SNATed to 169.254.42.1, then sent back into the pod (redirect, MACs
+/// swapped); the pod's answer to 169.254.42.1 gets the pod as its
+/// destination again and goes back in, and tw_to_lxc restores the
+/// frontend as its source. The pod's ingress policy (default deny here)
+/// does not judge its own hairpin connection, but does judge anything else
+/// from 169.254.42.1. A flow to another service's backend is unchanged.
+#[test]
+fn hairpin_to_its_own_clusterip_is_snated_and_reverse_translated() {
+    let mut node = Node::new();
+    add_self_service(&mut node, 7, 1, IPPROTO_TCP, VIP_PORT);
+    add_self_service(&mut node, 8, 2, IPPROTO_UDP, 53);
+    node.add_service(&Service {
+        port: 81,
+        ..Service::tcp(3, &[1])
+    });
+    // The pod is a managed endpoint whose ingress is default deny; its
+    // egress is open. The device of the test runs is loopback (ifindex 1).
+    node.policy
+        .ipcache_upsert(
+            CLIENT,
+            32,
+            &IpcacheEntry {
+                identity: 1000,
+                node_ip: 0,
+                flags: TW_IPC_F_ENDPOINT,
+                pad: [0; 3],
+            },
+        )
+        .unwrap();
+    let ep = Endpoint {
+        endpoint_id: 11,
+        identity: 1000,
+        ip: be32(CLIENT),
+        flags: TW_EP_F_INGRESS_DEFAULT_DENY,
+    };
+    node.policy.endpoint_upsert(1, &ep).unwrap();
+
+    let tcp = |ip: Ipv4Endpoints, sport: u16, dport: u16, flags: u8, payload: &[u8]| TcpPacket {
+        ip,
+        src_port: sport,
+        dst_port: dport,
+        seq: 1000,
+        ack: if flags & tcp_flags::ACK != 0 { 5001 } else { 0 },
+        flags,
+        window: 1000,
+        payload: payload.to_vec(),
+    };
+
+    // SYN to the ClusterIP: DNAT to the pod itself, SNAT to the loopback
+    // address, back into the pod.
+    let syn = tcp(from_pod(CLIENT, VIP), 40000, VIP_PORT, tcp_flags::SYN, b"");
+    let run = node.run(FROM, &syn.build());
+    assert_eq!(
+        run.retval, TC_ACT_REDIRECT,
+        "the hairpin SYN goes back into the pod"
+    );
+    let hairpinned = TcpPacket {
+        ip: into_pod(LOOPBACK, CLIENT),
+        dst_port: BACKEND_PORT,
+        ..syn.clone()
+    }
+    .build();
+    assert_translated(&run, &hairpinned);
+    let sct = node.ct_must(&svc_ct_key(CLIENT, 40000, IPPROTO_TCP, VIP_PORT), "SERVICE");
+    assert_eq!((sct.backend_id, sct.rev_nat_index), (7, 1));
+    let ckey = ct_key(CLIENT, CLIENT, 40000, BACKEND_PORT, IPPROTO_TCP, 0);
+    let cct = node.ct_must(&ckey, "the hairpin connection");
+    assert_eq!(
+        (cct.rev_nat_index, cct.tx_packets, cct.rx_packets),
+        (1, 1, 0)
+    );
+
+    // On its way into the pod: the pod talking to itself, no ingress
+    // policy (default deny would drop a stranger), no ingress entry.
+    let run = node.run(TO, &run.out);
+    assert_eq!(run.retval, TC_ACT_OK, "drops {:?}", node.maps.drop_counts());
+    assert_eq!(
+        run.out, hairpinned,
+        "tw_to_lxc leaves the hairpin SYN as it is"
+    );
+    let ikey = ct_key(
+        LOOPBACK,
+        CLIENT,
+        40000,
+        BACKEND_PORT,
+        IPPROTO_TCP,
+        TW_CT_F_INGRESS,
+    );
+    assert!(node.ct(&ikey).is_none(), "no ingress entry for a hairpin");
+
+    // The pod's SYN-ACK to the loopback address: back to the pod...
+    let synack = tcp(
+        from_pod(CLIENT, LOOPBACK),
+        BACKEND_PORT,
+        40000,
+        tcp_flags::SYN | tcp_flags::ACK,
+        b"",
+    );
+    let run = node.run(FROM, &synack.build());
+    assert_eq!(
+        run.retval, TC_ACT_REDIRECT,
+        "the hairpin reply goes back into the pod"
+    );
+    let looped = TcpPacket {
+        ip: into_pod(CLIENT, CLIENT),
+        ..synack.clone()
+    }
+    .build();
+    assert_translated(&run, &looped);
+    // ... where its source becomes the frontend.
+    let run = node.run(TO, &run.out);
+    assert_eq!(run.retval, TC_ACT_OK);
+    let restored = TcpPacket {
+        ip: into_pod(VIP, CLIENT),
+        src_port: VIP_PORT,
+        ..synack.clone()
+    }
+    .build();
+    assert_translated(&run, &restored);
+    let cct = node.ct_must(&ckey, "the hairpin connection");
+    assert_eq!((cct.tx_packets, cct.rx_packets), (1, 1));
+    assert_ne!(cct.state & TW_CT_S_SEEN_REPLY, 0);
+    let sct = node.ct_must(&svc_ct_key(CLIENT, 40000, IPPROTO_TCP, VIP_PORT), "SERVICE");
+    assert_eq!((sct.tx_packets, sct.rx_packets), (1, 1));
+
+    // Established data goes the same way.
+    let data = tcp(
+        from_pod(CLIENT, VIP),
+        40000,
+        VIP_PORT,
+        tcp_flags::PSH | tcp_flags::ACK,
+        b"ping",
+    );
+    let run = node.run(FROM, &data.build());
+    assert_eq!(run.retval, TC_ACT_REDIRECT);
+    let expected = TcpPacket {
+        ip: into_pod(LOOPBACK, CLIENT),
+        dst_port: BACKEND_PORT,
+        ..data.clone()
+    }
+    .build();
+    assert_translated(&run, &expected);
+    assert_eq!(node.run(TO, &run.out).retval, TC_ACT_OK);
+    assert_eq!(node.drops(DROP_POLICY_DENIED), 0);
+
+    // 169.254.42.1 without a hairpin connection behind it: the usual way.
+    // Into the pod, the ingress policy judges (and drops) it; from the
+    // pod, it is a new connection like any other, left untouched.
+    let stranger = tcp(
+        into_pod(LOOPBACK, CLIENT),
+        40001,
+        BACKEND_PORT,
+        tcp_flags::SYN,
+        b"",
+    );
+    assert_eq!(node.run(TO, &stranger.build()).retval, TC_ACT_SHOT);
+    assert_eq!(node.drops(DROP_POLICY_DENIED), 1);
+    let out = tcp(
+        from_pod(CLIENT, LOOPBACK),
+        BACKEND_PORT,
+        40001,
+        tcp_flags::SYN,
+        b"",
+    )
+    .build();
+    let run = node.run(FROM, &out);
+    assert_eq!((run.retval, &run.out), (TC_ACT_OK, &out));
+
+    // UDP: the query and its answer, the same way.
+    let query = UdpPacket {
+        ip: from_pod(CLIENT, VIP),
+        src_port: 33333,
+        dst_port: 53,
+        payload: b"\x12\x34 a query".to_vec(),
+    };
+    let run = node.run(FROM, &query.build());
+    assert_eq!(run.retval, TC_ACT_REDIRECT);
+    let hairpinned = UdpPacket {
+        ip: into_pod(LOOPBACK, CLIENT),
+        dst_port: BACKEND_PORT,
+        ..query.clone()
+    }
+    .build();
+    assert_translated(&run, &hairpinned);
+    let run = node.run(TO, &run.out);
+    assert_eq!((run.retval, &run.out), (TC_ACT_OK, &hairpinned));
+    let answer = UdpPacket {
+        ip: from_pod(CLIENT, LOOPBACK),
+        src_port: BACKEND_PORT,
+        dst_port: 33333,
+        payload: b"\x12\x34 the answer".to_vec(),
+    };
+    let run = node.run(FROM, &answer.build());
+    assert_eq!(run.retval, TC_ACT_REDIRECT);
+    let looped = UdpPacket {
+        ip: into_pod(CLIENT, CLIENT),
+        ..answer.clone()
+    }
+    .build();
+    assert_translated(&run, &looped);
+    let run = node.run(TO, &run.out);
+    assert_eq!(run.retval, TC_ACT_OK);
+    let restored = UdpPacket {
+        ip: into_pod(VIP, CLIENT),
+        src_port: 53,
+        ..answer.clone()
+    }
+    .build();
+    assert_translated(&run, &restored);
+    let ukey = ct_key(CLIENT, CLIENT, 33333, BACKEND_PORT, IPPROTO_UDP, 0);
+    let uct = node.ct_must(&ukey, "the UDP hairpin connection");
+    assert_eq!(
+        (uct.rev_nat_index, uct.tx_packets, uct.rx_packets),
+        (2, 1, 1)
+    );
+
+    // Another service's backend: DNAT only, to the stack as ever.
+    let other = tcp(from_pod(CLIENT, VIP), 40002, 81, tcp_flags::SYN, b"");
+    let run = node.run(FROM, &other.build());
+    assert_eq!(run.retval, TC_ACT_OK);
+    let expected = TcpPacket {
+        ip: from_pod(CLIENT, backend_ip(1)),
+        dst_port: BACKEND_PORT,
+        ..other.clone()
+    }
+    .build();
+    assert_translated(&run, &expected);
+    assert_eq!(
+        node.drops(DROP_POLICY_DENIED),
+        1,
+        "{:?}",
+        node.maps.drop_counts()
+    );
+}
+
+/// Hairpin through the kernel's real paths: a pod whose address is the
+/// only backend of a TCP and a UDP service reaches both from itself (no
+/// socket LB: the tc path), sees 169.254.42.1 as its peer on the server
+/// side and the frontend on the client side.
+#[test]
+fn attached_to_a_pod_veth_hairpin_real_traffic() {
+    use std::io::{Read as _, Write as _};
+    use std::net::{IpAddr, TcpListener, TcpStream, UdpSocket};
+
+    require_root();
+    let host = common::TestNetns::create("host");
+    let pod = common::TestNetns::create("pod");
+    host.ip(&[
+        "link",
+        "add",
+        "twh",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "twp",
+        "netns",
+        pod.name(),
+    ]);
+    host.ip(&["link", "set", "lo", "up"]);
+    host.ip(&["addr", "add", "10.0.1.1/24", "dev", "twh"]);
+    host.ip(&["link", "set", "twh", "up"]);
+    pod.ip(&["link", "set", "lo", "up"]);
+    pod.ip(&["addr", "add", &format!("{CLIENT}/24"), "dev", "twp"]);
+    pod.ip(&["link", "set", "twp", "up"]);
+    pod.ip(&["route", "add", "default", "via", "10.0.1.1"]);
+
+    let pod_path = pod.path();
+    let timeout = Some(Duration::from_secs(3));
+    tollway_datapath::netns::run_in_netns(&host.path(), || {
+        let mut node = Node::new();
+        add_self_service(&mut node, 7, 1, IPPROTO_TCP, VIP_PORT);
+        add_self_service(&mut node, 8, 2, IPPROTO_UDP, 53);
+        node.dp
+            .attach_pod_interface("twh")
+            .unwrap_or_else(|e| panic!("attach_pod_interface: {}", chain(&e)));
+
+        let (client_port, udp_port) = tollway_datapath::netns::run_in_netns(&pod_path, || {
+            let listener = TcpListener::bind((CLIENT, BACKEND_PORT)).unwrap();
+            let udp_server = UdpSocket::bind((CLIENT, BACKEND_PORT)).unwrap();
+            udp_server.set_read_timeout(timeout).unwrap();
+
+            let mut stream =
+                TcpStream::connect_timeout(&(VIP, VIP_PORT).into(), Duration::from_secs(3))
+                    .unwrap_or_else(|e| panic!("connect to its own ClusterIP: {e}"));
+            stream.set_read_timeout(timeout).unwrap();
+            assert_eq!(stream.peer_addr().unwrap(), (VIP, VIP_PORT).into());
+            stream.write_all(b"ping").unwrap();
+            let (mut conn, peer) = listener.accept().unwrap();
+            assert_eq!(
+                peer.ip(),
+                IpAddr::V4(LOOPBACK),
+                "the server side sees the loopback address"
+            );
+            let mut buf = [0u8; 32];
+            conn.set_read_timeout(timeout).unwrap();
+            conn.read_exact(&mut buf[..4]).unwrap();
+            assert_eq!(&buf[..4], b"ping");
+            conn.write_all(b"pong").unwrap();
+            stream.read_exact(&mut buf[..4]).unwrap();
+            assert_eq!(&buf[..4], b"pong");
+
+            let udp = UdpSocket::bind("0.0.0.0:0").unwrap();
+            udp.set_read_timeout(timeout).unwrap();
+            udp.connect((VIP, 53)).unwrap();
+            udp.send(b"query").unwrap();
+            let (n, from) = udp_server
+                .recv_from(&mut buf)
+                .unwrap_or_else(|e| panic!("the query at the pod's own server: {e}"));
+            assert_eq!(
+                (&buf[..n], from.ip()),
+                (&b"query"[..], IpAddr::V4(LOOPBACK))
+            );
+            udp_server.send_to(b"answer", from).unwrap();
+            // Connected to the VIP: taken only from there.
+            let n = udp
+                .recv(&mut buf)
+                .unwrap_or_else(|e| panic!("the UDP answer from its own ClusterIP: {e}"));
+            assert_eq!(&buf[..n], b"answer");
+            (
+                stream.local_addr().unwrap().port(),
+                udp.local_addr().unwrap().port(),
+            )
+        })
+        .unwrap();
+
+        let tcp = node.ct_must(
+            &ct_key(CLIENT, CLIENT, client_port, BACKEND_PORT, IPPROTO_TCP, 0),
+            "the TCP hairpin connection",
+        );
+        let udp = node.ct_must(
+            &ct_key(CLIENT, CLIENT, udp_port, BACKEND_PORT, IPPROTO_UDP, 0),
+            "the UDP hairpin connection",
+        );
+        eprintln!("hairpin connection entries: TCP {tcp:?}, UDP {udp:?}");
+        assert!(tcp.tx_packets >= 3 && tcp.rx_packets >= 2, "{tcp:?}");
+        assert_eq!((udp.tx_packets, udp.rx_packets), (1, 1));
         assert!(
             node.maps.drop_counts().unwrap().is_empty(),
             "{:?}",

@@ -776,3 +776,92 @@ fn status_and_lb_list_read_like_cilium() {
         "{ct}"
     );
 }
+
+/// Two pods that each are the only backend of their own Service: `self-tc`
+/// with the socket LB off, and `self-sock` with it on but behind a
+/// ClientIP-affinity Service, which the socket LB leaves to the tc path.
+const SELF_SERVICES: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: self-tc
+  labels: {app: self-tc}
+  annotations: {tollway.io/socket-lb: "false"}
+spec:
+  nodeName: node-1
+  containers:
+  - name: echo
+    command: [tollway, workload, serve, --http, "8080", --tcp, "9000", --udp, "5353"]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: self-tc}
+spec:
+  selector: {app: self-tc}
+  ports:
+  - {name: tcp, port: 9000, targetPort: 9000}
+  - {name: udp, port: 53, targetPort: 5353, protocol: UDP}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: self-sock
+  labels: {app: self-sock}
+spec:
+  nodeName: node-1
+  containers:
+  - name: echo
+    command: [tollway, workload, serve, --http, "8080", --tcp, "9000", --udp, "5353"]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: self-sticky}
+spec:
+  selector: {app: self-sock}
+  sessionAffinity: ClientIP
+  ports:
+  - {name: tcp, port: 9000, targetPort: 9000}
+  - {name: udp, port: 53, targetPort: 5353, protocol: UDP}
+"#;
+
+/// Hairpin: a pod whose Service's only backend is the pod itself reaches
+/// it, over TCP and UDP, on the tc path (the datapath SNATs it to
+/// 169.254.42.1 and back; without that the pod never answers itself).
+#[test]
+fn a_pod_reaches_itself_through_its_own_service_on_the_tc_path() {
+    let lab = Lab::up("hairpin", 1);
+    lab.apply_ok(SELF_SERVICES);
+    lab.wait_ready("default");
+    for (pod, svc) in [("self-tc", "self-tc"), ("self-sock", "self-sticky")] {
+        let vip = lab.json(&["get", "svc", svc, "-o", "json"])["spec"]["clusterIP"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        wait_frontend(&lab, "node-1", &format!("{vip}:9000"), 1);
+        wait_frontend(&lab, "node-1", &format!("{vip}:53"), 1);
+        let r = probe(&lab, pod, &[&format!("tcp://{vip}:9000"), "--count", "3"]);
+        assert!(all_ok(&r), "{pod} to itself through {svc}, TCP: {r}");
+        assert!(names(&r).iter().all(|n| n == pod), "{r}");
+        let r = probe(&lab, pod, &[&format!("udp://{vip}:53"), "--count", "3"]);
+        assert!(all_ok(&r), "{pod} to itself through {svc}, UDP: {r}");
+        assert!(names(&r).iter().all(|n| n == pod), "{r}");
+    }
+    // The tc path translated them: its SERVICE entries are there.
+    let ct = lab.json(&["bpf", "ct", "list", "--node", "node-1", "-o", "json"]);
+    for pod in ["self-tc", "self-sock"] {
+        let ip = lab.pod_ip("default", pod);
+        let entries = ct
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| {
+                e["kind"] == "SERVICE"
+                    && e["source"].as_str().unwrap().starts_with(&format!("{ip}:"))
+            })
+            .count();
+        assert!(
+            entries > 0,
+            "{pod}: SERVICE entries of the tc path expected"
+        );
+    }
+}
