@@ -726,11 +726,7 @@ impl Agent {
     fn sync_routes(&mut self, snap: &Snapshot) {
         if let Some(r) = self.routes.as_mut() {
             r.reconcile(snap.nodes());
-            let report = Some(status::NodeRoutesReport {
-                routes: r.report.routes.clone(),
-                warnings: r.report.warnings.clone(),
-                error: r.report.error.clone(),
-            });
+            let report = Some(r.report.clone());
             if report != self.status.node_routes {
                 self.status.node_routes = report;
                 self.write_status();
@@ -916,8 +912,8 @@ impl Agent {
             local.push(policy::LocalPod {
                 uid: uid.to_string(),
                 ifindex: index,
-                ip: Some(record_ip),
-                record: Some(record_path),
+                ip: record_ip,
+                record: record_path,
             });
             let wants_tc = p
                 .metadata

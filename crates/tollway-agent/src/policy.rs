@@ -44,9 +44,9 @@ pub struct LocalPod {
     /// Its address as the CNI plugin's record gives it: the endpoint is
     /// programmed with it before the API server's pod status has one
     /// (the plugin waits for that before the pod's containers start).
-    pub ip: Option<Ipv4Addr>,
+    pub ip: Ipv4Addr,
     /// The plugin's record, whose `.ready` marker says "programmed".
-    pub record: Option<std::path::PathBuf>,
+    pub record: std::path::PathBuf,
 }
 
 /// What `tollway status` shows of policy.
@@ -222,16 +222,23 @@ impl PolicySync {
             .iter()
             .map(|(n, w)| (*n, ipcache_entry(w)))
             .collect();
+        let node_ip: Option<Ipv4Addr> = snap
+            .nodes()
+            .find(|n| n.metadata.name == node)
+            .and_then(|n| n.internal_ip())
+            .and_then(|ip| ip.parse().ok());
         for l in local {
-            if let (Some(ip), Some(p)) = (l.ip, cp.pods.get(&l.uid))
+            if let Some(p) = cp.pods.get(&l.uid)
                 && p.ip.is_none()
             {
-                want.entry(Ipv4Net::from(ip)).or_insert(IpcacheEntry {
+                // The entry the pod gets once its status has the address.
+                let w = tollway_policy::IpcacheWant {
                     identity: p.identity,
-                    node_ip: 0,
-                    flags: TW_IPC_F_ENDPOINT,
-                    pad: [0; 3],
-                });
+                    node_ip,
+                    kind: IpKind::Endpoint,
+                };
+                want.entry(Ipv4Net::from(l.ip))
+                    .or_insert_with(|| ipcache_entry(&w));
             }
         }
         for (net, e) in &want {
@@ -257,7 +264,7 @@ impl PolicySync {
             .iter()
             .filter_map(|l| {
                 let p = cp.pods.get(&l.uid)?;
-                Some((l.ifindex, p.identity, p.ip.or(l.ip)?))
+                Some((l.ifindex, p.identity, p.ip.unwrap_or(l.ip)))
             })
             .collect();
         let ids: BTreeSet<u32> = endpoints.iter().map(|(_, id, _)| *id).collect();
@@ -371,18 +378,13 @@ impl PolicySync {
     pub fn write_ready(&mut self, local: &[LocalPod]) {
         let programmed: BTreeSet<(String, u32)> = self.programmed(local).into_iter().collect();
         for l in local {
-            let Some(record) = &l.record else { continue };
             if !programmed.contains(&(l.uid.clone(), l.ifindex))
-                || tollway_cni::endpoint::is_ready(record, l.ifindex)
+                || tollway_cni::endpoint::is_ready(&l.record, l.ifindex)
             {
                 continue;
             }
-            let ready = tollway_cni::endpoint::ready_path(record);
-            let tmp = ready.with_extension("ready.tmp");
-            let r = std::fs::write(&tmp, format!("{}\n", l.ifindex))
-                .and_then(|()| std::fs::rename(&tmp, &ready));
-            if let Err(e) = r {
-                tracing::warn!(path = %ready.display(), error = %e, "cannot write the CNI ready marker");
+            if let Err(e) = tollway_cni::endpoint::mark_ready(&l.record, l.ifindex) {
+                tracing::warn!(error = %e, "cannot write the CNI ready marker");
             }
         }
     }

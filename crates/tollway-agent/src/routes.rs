@@ -20,6 +20,7 @@ use ipnet::Ipv4Net;
 use tollway_api::Node;
 
 use crate::error::AgentError;
+use crate::status::NodeRoutesReport;
 
 /// The routes' `proto` (RTPROT_*; 0–4 and the values in iproute2's
 /// `rt_protos` are taken, this one is not).
@@ -229,24 +230,13 @@ pub fn installed(dev: &str) -> Result<BTreeSet<NodeRoute>, AgentError> {
     Ok(set)
 }
 
-/// What the last reconcile did, for the status.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RoutesReport {
-    /// The routes in place.
-    pub routes: Vec<String>,
-    /// Nodes without a route, and why.
-    pub warnings: Vec<String>,
-    /// The last error.
-    pub error: Option<String>,
-}
-
 /// Keeps the kernel's routes on the uplink equal to [`desired`].
 pub struct NodeRoutes {
     me: String,
     uplink: String,
     applied: Option<BTreeSet<NodeRoute>>,
     /// For the status.
-    pub report: RoutesReport,
+    pub report: NodeRoutesReport,
 }
 
 impl NodeRoutes {
@@ -257,7 +247,7 @@ impl NodeRoutes {
             me: me.into(),
             uplink: uplink.into(),
             applied: None,
-            report: RoutesReport::default(),
+            report: NodeRoutesReport::default(),
         }
     }
 

@@ -138,7 +138,7 @@ fn yes() -> bool {
     true
 }
 
-/// Routes to other nodes' pods.
+/// Routes to other nodes' pods: what the last reconcile did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeRoutesReport {

@@ -122,6 +122,18 @@ pub fn ready_path(record: &Path) -> PathBuf {
     record.with_extension("ready")
 }
 
+/// The agent's side: mark the endpoint of `record` programmed on the veth
+/// with `ifindex` (written whole, by rename, as records are).
+pub fn mark_ready(record: &Path, ifindex: u32) -> Result<()> {
+    let ready = ready_path(record);
+    let tmp = ready.with_extension("ready.tmp");
+    std::fs::write(&tmp, format!("{ifindex}\n")).map_err(|e| CniError::io("writing", &tmp, e))?;
+    std::fs::rename(&tmp, &ready).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        CniError::io("renaming", &ready, e)
+    })
+}
+
 /// Whether the agent has programmed the endpoint of `record` on the veth
 /// with `ifindex` (a marker of an earlier veth does not count).
 pub fn is_ready(record: &Path, ifindex: u32) -> bool {
